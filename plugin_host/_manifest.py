@@ -1,0 +1,41 @@
+"""Manifests: a plugin's settings and secrets schemas, checked against the meta-schema."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from ._schemas import load_schema
+from ._validation import schema_errors
+
+__all__ = ["EMPTY_OBJECT_SCHEMA", "manifest_errors", "secret_names"]
+
+EMPTY_OBJECT_SCHEMA: Mapping[str, Any] = {
+    "type": "object",
+    "properties": {},
+    "additionalProperties": False,
+}
+
+
+def manifest_errors(manifest: Any) -> list[str]:
+    """Why a manifest is refused: meta-schema errors, then invalid JSON Schema parts."""
+    if not isinstance(manifest, Mapping):
+        return ["$: a manifest must be a mapping"]
+    errors = schema_errors(load_schema("manifest.meta.schema.json"), manifest)
+    for part in ("settings", "secrets"):
+        schema = manifest.get(part)
+        if isinstance(schema, Mapping):
+            try:
+                Draft202012Validator.check_schema(schema)
+            except SchemaError as exc:
+                errors.append(f"$.{part}: is not valid JSON Schema ({exc.validator})")
+    return errors
+
+
+def secret_names(manifest: Mapping[str, Any]) -> list[str]:
+    """The names of the secrets a manifest declares."""
+    secrets = manifest.get("secrets") or EMPTY_OBJECT_SCHEMA
+    return list((secrets.get("properties") or {}).keys())

@@ -1,0 +1,194 @@
+"""Pipeline files: parse, validate everything at once, resolve secrets and paths."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._exceptions import ConfigError, ValidationFailed
+from ._manifest import EMPTY_OBJECT_SCHEMA, secret_names
+from ._paths import creatable_problem, resolve_path
+from ._registry import Registered, Registry
+from ._schemas import load_schema
+from ._secrets import redactor, resolve_secret
+from ._validation import join_path, schema_errors
+from ._yaml import YamlError, load_yaml
+
+__all__ = ["DEFAULT_STATE_PATH", "Pipeline", "load_pipeline", "with_defaults"]
+
+DEFAULT_STATE_PATH = ".plugin-host/state.db"
+
+
+@dataclass
+class Pipeline:
+    """A validated pipeline, its secrets resolved and its paths absolute."""
+
+    path: Path
+    name: str
+    input: Registered
+    settings: dict[str, Any]
+    secrets: dict[str, str] = field(repr=False)
+    output: Registered
+    output_settings: dict[str, Any]
+    state_path: Path
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths in the pipeline file are taken from."""
+        return self.path.parent
+
+
+def with_defaults(schema: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``settings`` with each top-level property's ``default`` filled in."""
+    result = copy.deepcopy(dict(settings))
+    for name, prop in (schema.get("properties") or {}).items():
+        if name not in result and isinstance(prop, Mapping) and "default" in prop:
+            result[name] = copy.deepcopy(prop["default"])
+    return result
+
+
+def _read(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: the pipeline file does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a pipeline file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: is not UTF-8 text") from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"{path}: cannot be read ({reason})") from None
+    try:
+        return load_yaml(text)
+    except YamlError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _semantic(cls: type[Any], settings: Mapping[str, Any], base_dir: Path, base: str) -> list[str]:
+    check = getattr(cls, "validate_settings", None)
+    if check is None:
+        return []
+    problems: Iterable[tuple[str, str]] = check(settings, base_dir)
+    return [f"{join_path(base, [p] if p else [])}: {message}" for p, message in problems]
+
+
+def _section(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = doc.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def load_pipeline(path: Path | str, registry: Registry, *, resolve: bool = True) -> Pipeline:
+    """Load and validate a pipeline file; raise ValidationFailed listing every error."""
+    path = Path(path).expanduser().absolute()
+    doc = _read(path)
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"{path}: a pipeline file must be a YAML mapping (version, name, ...)")
+    errors = schema_errors(load_schema("pipeline.schema.json"), doc)
+    warnings: list[str] = []
+    base_dir = path.parent
+    input_doc, output_doc = _section(doc, "input"), _section(doc, "output")
+
+    registered_input: Registered | None = None
+    settings: dict[str, Any] = {}
+    secrets: dict[str, str] = {}
+    if isinstance(input_doc.get("type"), str):
+        try:
+            registered_input = registry.input(input_doc["type"])
+        except ConfigError as exc:
+            errors.append(f"$.input.type: {exc}")
+    if registered_input is not None:
+        manifest = registered_input.manifest
+        raw_settings = input_doc.get("settings") or {}
+        if isinstance(raw_settings, Mapping):
+            schema = manifest.get("settings") or EMPTY_OBJECT_SCHEMA
+            setting_errors = schema_errors(schema, raw_settings, "$.input.settings")
+            errors += setting_errors
+            settings = with_defaults(schema, raw_settings)
+            if not setting_errors:
+                errors += _semantic(registered_input.cls, settings, base_dir, "$.input.settings")
+        secrets, secret_errors = _secrets(manifest, input_doc.get("secrets"), base_dir, resolve)
+        errors += secret_errors
+        for name, ref in (input_doc.get("secrets") or {}).items():
+            if isinstance(ref, str):
+                warnings.append(
+                    f"$.input.secrets.{name} is written into the pipeline file; "
+                    "prefer {env: NAME} or {file: path}"
+                )
+
+    registered_output: Registered | None = None
+    output_settings: dict[str, Any] = {}
+    if isinstance(output_doc.get("type"), str):
+        try:
+            registered_output = registry.output(output_doc["type"])
+        except ConfigError as exc:
+            errors.append(f"$.output.type: {exc}")
+    if registered_output is not None:
+        raw = output_doc.get("settings") or {}
+        if isinstance(raw, Mapping):
+            schema = registered_output.manifest.get("settings") or EMPTY_OBJECT_SCHEMA
+            output_errors = schema_errors(schema, raw, "$.output.settings")
+            errors += output_errors
+            output_settings = with_defaults(schema, raw)
+            if not output_errors:
+                errors += _semantic(
+                    registered_output.cls, output_settings, base_dir, "$.output.settings"
+                )
+
+    state_doc = _section(doc, "state")
+    state_value = state_doc.get("path", DEFAULT_STATE_PATH)
+    state_path = resolve_path(str(state_value), base_dir)
+    if isinstance(state_value, str) and (problem := creatable_problem(state_path)):
+        errors.append(f"$.state.path: {problem}")
+
+    if errors:
+        raise ValidationFailed([redactor(e) for e in errors])
+    assert registered_input is not None and registered_output is not None
+    return Pipeline(
+        path=path,
+        name=str(doc["name"]),
+        input=registered_input,
+        settings=settings,
+        secrets=secrets,
+        output=registered_output,
+        output_settings=output_settings,
+        state_path=state_path,
+        warnings=warnings,
+    )
+
+
+def _secrets(
+    manifest: Mapping[str, Any], refs: Any, base_dir: Path, resolve: bool
+) -> tuple[dict[str, str], list[str]]:
+    """Resolve each declared secret; errors name the secret and the cause, never the value."""
+    refs = refs if isinstance(refs, Mapping) else {}
+    schema = manifest.get("secrets") or EMPTY_OBJECT_SCHEMA
+    declared = secret_names(manifest)
+    required = set(schema.get("required") or [])
+    errors: list[str] = []
+    values: dict[str, str] = {}
+    for name in refs:
+        if name not in declared:
+            known = ", ".join(declared) or "none"
+            errors.append(f"$.input.secrets.{name}: unknown secret (this input takes: {known})")
+    for name in declared:
+        where = f"$.input.secrets.{name}"
+        if name not in refs:
+            if name in required:
+                errors.append(f"{where}: is required (set {{env: NAME}} or {{file: path}})")
+            continue
+        if not resolve:
+            continue
+        try:
+            value = resolve_secret(refs[name], base_dir)
+        except ValueError as exc:
+            errors.append(f"{where}: {exc}")
+            continue
+        redactor.add([value])
+        values[name] = value
+        errors += schema_errors(schema["properties"][name], value, where)
+    return values, errors

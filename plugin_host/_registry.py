@@ -1,0 +1,173 @@
+"""Discovery: plugins found through the ``plugin_host`` entry-point group, loaded one by one.
+
+A plugin that fails to import, uses an unknown hook, or registers a bad manifest is
+recorded with its distribution's name and does not stop the others.
+
+Environment switches, for debugging:
+    PLUGIN_HOST_LOAD_PLUGINS     comma-separated entry-point names: load only these
+    PLUGIN_HOST_DISABLE_PLUGINS  comma-separated entry-point names: skip these
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from ._exceptions import ConfigError
+from ._manifest import manifest_errors
+
+__all__ = ["ENTRY_POINT_GROUP", "LoadFailure", "Registered", "Registry", "discover"]
+
+ENTRY_POINT_GROUP = "plugin_host"
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One registered input or output, with where it came from."""
+
+    kind: str  # "input" or "output"
+    name: str
+    cls: type[Any]
+    manifest: Mapping[str, Any]
+    plugin: str
+    distribution: str
+    version: str
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """A plugin, or one registration of it, that could not be loaded."""
+
+    plugin: str
+    distribution: str
+    reason: str
+
+
+class Registry:
+    """A typed facade over pluggy: core code never touches ``pm.hook`` directly."""
+
+    def __init__(self) -> None:
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self._pm.add_hookspecs(hookspecs)
+        self.inputs: dict[str, Registered] = {}
+        self.outputs: dict[str, Registered] = {}
+        self.failures: list[LoadFailure] = []
+
+    def add_plugin(self, plugin: Any, name: str, distribution: str, version: str = "") -> bool:
+        """Register one plugin object (a module or instance) and collect what it registers."""
+        try:
+            self._pm.register(plugin, name=name)
+            self._pm.check_pending()
+        except Exception as exc:  # a misspelled hook or a plugin pluggy refuses
+            if self._pm.is_registered(plugin):
+                self._pm.unregister(plugin)
+            self.failures.append(LoadFailure(name, distribution, _reason(exc)))
+            return False
+        for kind, hook in (
+            ("input", self._pm.hook.plugin_host_register_inputs),
+            ("output", self._pm.hook.plugin_host_register_outputs),
+        ):
+            for impl in hook.get_hookimpls():
+                if impl.plugin is plugin:
+                    self._call_impl(impl.function, kind, name, distribution, version)
+        return True
+
+    def remove_plugin(self, name: str) -> None:
+        """Forget a plugin and everything it registered (used by tests)."""
+        plugin = self._pm.get_plugin(name)
+        if plugin is not None:
+            self._pm.unregister(plugin)
+        for table in (self.inputs, self.outputs):
+            for key in [k for k, r in table.items() if r.plugin == name]:
+                del table[key]
+
+    def _call_impl(
+        self, function: Callable[..., Any], kind: str, plugin: str, dist: str, version: str
+    ) -> None:
+        def register(cls: type[Any]) -> None:
+            self._register(kind, cls, plugin, dist, version)
+
+        try:
+            function(register=register)
+        except Exception as exc:
+            self.failures.append(LoadFailure(plugin, dist, _reason(exc)))
+
+    def _register(self, kind: str, cls: type[Any], plugin: str, dist: str, version: str) -> None:
+        manifest = getattr(cls, "manifest", None)
+        errors = manifest_errors(manifest)
+        if kind == "output" and isinstance(manifest, Mapping) and manifest.get("secrets"):
+            errors.append("$.secrets: outputs take settings only")
+        label = getattr(cls, "__name__", repr(cls))
+        if errors:
+            raise ConfigError(f"{kind} {label} has an invalid manifest: " + "; ".join(errors))
+        assert isinstance(manifest, Mapping)
+        table = self.inputs if kind == "input" else self.outputs
+        name = str(manifest["name"])
+        if name in table:
+            other = table[name]
+            raise ConfigError(
+                f"{kind} name '{name}' is already registered by {other.distribution}"
+            )
+        table[name] = Registered(kind, name, cls, manifest, plugin, dist, version)
+
+    def input(self, name: str) -> Registered:
+        """The registered input called ``name``, or a ConfigError naming the known ones."""
+        return self._lookup(self.inputs, "input", name)
+
+    def output(self, name: str) -> Registered:
+        """The registered output called ``name``, or a ConfigError naming the known ones."""
+        return self._lookup(self.outputs, "output", name)
+
+    @staticmethod
+    def _lookup(table: Mapping[str, Registered], kind: str, name: str) -> Registered:
+        if name not in table:
+            known = ", ".join(sorted(table)) or "none"
+            raise ConfigError(f"unknown {kind} '{name}' (installed: {known})")
+        return table[name]
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _names(variable: str) -> set[str] | None:
+    raw = os.environ.get(variable)
+    if raw is None:
+        return None
+    return {n.strip() for n in raw.split(",") if n.strip()}
+
+
+def _entry_points() -> Iterable[tuple[metadata.EntryPoint, str, str]]:
+    seen: set[str] = set()
+    for dist in metadata.distributions():
+        for ep in dist.entry_points:
+            if ep.group != ENTRY_POINT_GROUP or ep.name in seen:
+                continue
+            seen.add(ep.name)
+            yield ep, dist.metadata["Name"] or "?", dist.version or ""
+
+
+def discover() -> Registry:
+    """Load every installed plugin, each in isolation, honouring the environment switches."""
+    registry = Registry()
+    only = _names("PLUGIN_HOST_LOAD_PLUGINS")
+    skip = _names("PLUGIN_HOST_DISABLE_PLUGINS") or set()
+    for ep, dist, version in sorted(_entry_points(), key=lambda t: t[0].name):
+        if ep.name in skip or (only is not None and ep.name not in only):
+            continue
+        try:
+            plugin = ep.load()
+        except BaseException as exc:  # a plugin may even call sys.exit on import
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            registry.failures.append(LoadFailure(ep.name, dist, _reason(exc)))
+            continue
+        registry.add_plugin(plugin, ep.name, dist, version)
+    return registry

@@ -1,0 +1,191 @@
+"""One incremental sync: input pages → output → durable → checkpoint committed.
+
+Commits are grouped: the output is made durable and the checkpoint committed every
+``commit_pages`` pages or ``commit_seconds`` seconds, whichever comes first, and always
+at the end of a run, when the input fails, and when a stop is requested. A crash
+between commits loses nothing: the jsonl output cuts the uncommitted tail on restart
+and the input resumes from the committed checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._contract import InputContext, OutputContext, RunStats
+from ._exceptions import ConfigError, LocalStorageError, PluginHostError
+from ._pipeline import Pipeline
+from ._secrets import redactor
+from ._state import StateStore
+
+__all__ = ["CommitPolicy", "RunSummary", "run_once"]
+
+log = logging.getLogger("plugin_host.run")
+
+
+@dataclass(frozen=True)
+class CommitPolicy:
+    """How often a run makes its output durable and commits the checkpoint."""
+
+    pages: int = 10
+    seconds: float = 1.0
+
+
+@dataclass
+class RunSummary:
+    """What one run did."""
+
+    pipeline: str
+    records: int = 0
+    pages: int = 0
+    commits: int = 0
+    seconds: float = 0.0
+    stopped_early: bool = False
+    stats: RunStats = field(default_factory=RunStats)
+
+    def line(self) -> str:
+        """A one-line human summary."""
+        s = self.stats
+        rate = self.records / self.seconds if self.seconds > 0 else 0.0
+        text = (
+            f"{self.pipeline}: {self.records} records in {self.pages} pages, "
+            f"{s.requests} requests, {self.seconds:.2f}s ({rate:.0f} records/s)"
+        )
+        if s.retries or s.rate_limit_waits:
+            text += f", {s.retries} retries, {s.rate_limit_waits} rate-limit waits"
+        return text + (" [stopped early]" if self.stopped_early else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The summary as JSON-ready data."""
+        return {
+            "pipeline": self.pipeline,
+            "records": self.records,
+            "pages": self.pages,
+            "commits": self.commits,
+            "seconds": round(self.seconds, 3),
+            "requests": self.stats.requests,
+            "retries": self.stats.retries,
+            "rate_limit_waits": self.stats.rate_limit_waits,
+            "stopped_early": self.stopped_early,
+        }
+
+
+def _checked(checkpoint: Mapping[str, Any], pipeline: Pipeline) -> dict[str, Any]:
+    """A JSON round-trip of the checkpoint, refused if it is not JSON or holds a secret."""
+    try:
+        text = json.dumps(checkpoint, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise PluginHostError(
+            f"input {pipeline.input.name} yielded a checkpoint that is not JSON ({exc})"
+        ) from None
+    if any(value in text for value in pipeline.secrets.values()):
+        raise PluginHostError(
+            f"input {pipeline.input.name} put a secret into its checkpoint; it was not saved"
+        )
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+def run_once(
+    pipeline: Pipeline,
+    *,
+    stop_event: threading.Event | None = None,
+    progress: bool = False,
+    policy: CommitPolicy | None = None,
+) -> RunSummary:
+    """Run one incremental sync of ``pipeline`` and return what it did."""
+    policy = policy or CommitPolicy()
+    stop_event = stop_event or threading.Event()
+    started = time.monotonic()
+    summary = RunSummary(pipeline.name)
+    input_log = logging.getLogger(f"plugin_host.input.{pipeline.input.name}")
+    context = InputContext(pipeline.name, input_log, summary.stats, stop_event, progress)
+    out_context = OutputContext(pipeline.name, pipeline.base_dir, logging.getLogger(
+        f"plugin_host.output.{pipeline.output.name}"))
+
+    with StateStore(pipeline.state_path) as store, store.lock(pipeline.name):
+        saved = store.load(pipeline.name)
+        if saved is not None and saved.input_type != pipeline.input.name:
+            raise ConfigError(
+                f"the saved state of pipeline {pipeline.name} belongs to input "
+                f"{saved.input_type}, not {pipeline.input.name}; run "
+                f"`plugin-host state reset {pipeline.name}` to start it afresh"
+            )
+        checkpoint = saved.checkpoint if saved else None
+        output = pipeline.output.cls(pipeline.output_settings, out_context)
+        try:
+            position = output.open(saved.output if saved else None)
+            if saved is None or saved.output != position:
+                store.commit(pipeline.name, pipeline.input.name, checkpoint, position)
+            source = pipeline.input.cls(pipeline.settings, pipeline.secrets, context)
+            try:
+                _drive(pipeline, source, output, store, summary, policy, stop_event, checkpoint)
+            finally:
+                source.close()
+        finally:
+            output.close()
+    summary.seconds = time.monotonic() - started
+    if progress:
+        import sys
+
+        sys.stderr.write("\r\x1b[2K")
+    return summary
+
+
+def _drive(
+    pipeline: Pipeline,
+    source: Any,
+    output: Any,
+    store: StateStore,
+    summary: RunSummary,
+    policy: CommitPolicy,
+    stop_event: threading.Event,
+    checkpoint: Mapping[str, Any] | None,
+) -> None:
+    pending: dict[str, Any] | None = None
+    pending_pages = 0
+    last_commit = time.monotonic()
+
+    def commit() -> None:
+        nonlocal pending, pending_pages, last_commit
+        if pending is None:
+            return
+        position = output.durable()
+        store.commit(pipeline.name, pipeline.input.name, pending, position)
+        summary.commits += 1
+        pending, pending_pages, last_commit = None, 0, time.monotonic()
+
+    try:
+        for page in source.read(checkpoint):
+            records = page.records
+            cp = _checked(page.checkpoint, pipeline)
+            if records:
+                output.write(records)
+            summary.records += len(records)
+            summary.pages += 1
+            pending = cp
+            pending_pages += 1
+            if pending_pages >= policy.pages or time.monotonic() - last_commit >= policy.seconds:
+                commit()
+            if stop_event.is_set():
+                summary.stopped_early = True
+                log.info("stop requested: finishing after the page in hand")
+                break
+    except LocalStorageError:
+        raise  # the output failed: commit nothing more, the state stays at the last commit
+    except BaseException as exc:
+        if pending is not None:
+            try:
+                commit()
+            except PluginHostError as commit_error:
+                log.error("could not save progress: %s", redactor(str(commit_error)))
+        if isinstance(exc, KeyboardInterrupt):
+            summary.stopped_early = True
+            return
+        raise
+    commit()

@@ -1,0 +1,71 @@
+"""What the commands do beyond one run: check, keep running, show and reset state."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ._contract import InputContext
+from ._exceptions import ConfigError, UpstreamError
+from ._pipeline import Pipeline
+from ._runner import RunSummary, run_once
+from ._state import StateStore
+
+__all__ = ["check_pipeline", "run_forever", "state_reset", "state_show"]
+
+log = logging.getLogger("plugin_host.run")
+
+
+def check_pipeline(pipeline: Pipeline) -> None:
+    """Make the input's one authenticated call upstream; raise what it raises."""
+    context = InputContext(pipeline.name, logging.getLogger(
+        f"plugin_host.input.{pipeline.input.name}"))
+    source = pipeline.input.cls(pipeline.settings, pipeline.secrets, context)
+    try:
+        source.check()
+    finally:
+        source.close()
+
+
+def run_forever(
+    pipeline: Pipeline,
+    interval: float,
+    stop: threading.Event,
+    *,
+    progress: bool = False,
+    report: Callable[[RunSummary], None] | None = None,
+) -> None:
+    """Sync every ``interval`` seconds until ``stop`` is set; upstream failures wait a turn."""
+    if interval <= 0:
+        raise ConfigError("--interval must be more than 0 seconds")
+    while not stop.is_set():
+        try:
+            summary = run_once(pipeline, stop_event=stop, progress=progress)
+            if report:
+                report(summary)
+        except UpstreamError as exc:
+            log.error("%s; trying again in %gs", exc, interval)
+        stop.wait(interval)
+
+
+def state_show(pipeline: Pipeline) -> dict[str, Any]:
+    """The saved state of a pipeline as JSON-ready data (``state`` is None when there is none)."""
+    if not pipeline.state_path.exists():
+        return {"pipeline": pipeline.name, "state_file": str(pipeline.state_path), "state": None}
+    with StateStore(pipeline.state_path, create=False) as store:
+        saved = store.load(pipeline.name)
+    return {
+        "pipeline": pipeline.name,
+        "state_file": str(pipeline.state_path),
+        "state": saved.as_dict() if saved else None,
+    }
+
+
+def state_reset(pipeline: Pipeline) -> bool:
+    """Clear a pipeline's saved state; True if there was any."""
+    if not pipeline.state_path.exists():
+        return False
+    with StateStore(pipeline.state_path, create=False) as store:
+        return store.reset(pipeline.name)

@@ -1,0 +1,246 @@
+"""The embedded state store: one SQLite file (WAL, atomic commits), keyed by pipeline name.
+
+Each pipeline's row holds the input's last committed checkpoint and the output's
+durable position, written together in one transaction. A lock row per pipeline
+keeps two runs of the same pipeline apart. No secret is ever stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ._exceptions import LocalStorageError, PipelineBusy
+
+__all__ = ["SCHEMA_VERSION", "SavedState", "StateStore"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pipelines (
+    name TEXT PRIMARY KEY,
+    input_type TEXT NOT NULL,
+    checkpoint TEXT,
+    output TEXT,
+    commits INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS locks (
+    name TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    proc_start TEXT,
+    acquired_at TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class SavedState:
+    """A pipeline's committed state."""
+
+    name: str
+    input_type: str
+    checkpoint: Mapping[str, Any] | None
+    output: Mapping[str, Any] | None
+    commits: int
+    created_at: str
+    updated_at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The state as plain JSON-ready data."""
+        return {
+            "pipeline": self.name,
+            "input_type": self.input_type,
+            "checkpoint": self.checkpoint,
+            "output": self.output,
+            "commits": self.commits,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _proc_start(pid: int) -> str | None:
+    """The kernel's start time of a process, so a reused pid is not taken for the holder."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw.rsplit(")", 1)[-1].split()[19]
+
+
+def _alive(pid: int, proc_start: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return proc_start is None or _proc_start(pid) in (None, proc_start)
+
+
+class StateStore:
+    """One SQLite state file. Use as a context manager, or call ``close``."""
+
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        self.path = path
+        if not create and not path.exists():
+            raise LocalStorageError(f"state file {path} does not exist (no run has saved state)")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+            self._db.execute("PRAGMA busy_timeout = 30000")
+            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()
+            self._db.execute("PRAGMA synchronous = FULL")
+            if mode and str(mode[0]).lower() != "wal":
+                raise sqlite3.DatabaseError(f"journal mode is {mode[0]}")
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise LocalStorageError(
+                    f"state file {path} was written by a newer plugin-host "
+                    f"(schema {row[0]}); upgrade plugin-host"
+                )
+        except sqlite3.DatabaseError as exc:
+            raise self._corrupt(exc) from None
+        except OSError as exc:
+            raise LocalStorageError(
+                f"state file {path} cannot be opened ({exc.strerror or exc})"
+            ) from None
+
+    def _corrupt(self, exc: Exception) -> LocalStorageError:
+        text = str(exc)
+        if "readonly" in text or "read-only" in text or "unable to open" in text:
+            return LocalStorageError(f"state file {self.path} cannot be written ({text})")
+        return LocalStorageError(
+            f"state file {self.path} is damaged or not a plugin-host state file ({text}); "
+            "nothing was changed: restore it from a backup, or move it aside to start over "
+            "(the next run then collects from the backfill start again)"
+        )
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._db.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def load(self, name: str) -> SavedState | None:
+        """The committed state of pipeline ``name``, or None before its first commit."""
+        try:
+            row = self._db.execute(
+                "SELECT name, input_type, checkpoint, output, commits, created_at, updated_at "
+                "FROM pipelines WHERE name = ?",
+                (name,),
+            ).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise self._corrupt(exc) from None
+        if row is None:
+            return None
+        try:
+            checkpoint = json.loads(row[2]) if row[2] is not None else None
+            output = json.loads(row[3]) if row[3] is not None else None
+        except ValueError:
+            raise self._corrupt(ValueError(f"pipeline {name}'s saved state is not JSON")) from None
+        return SavedState(row[0], row[1], checkpoint, output, row[4], row[5], row[6])
+
+    def names(self) -> list[str]:
+        """Every pipeline name with saved state."""
+        try:
+            return [r[0] for r in self._db.execute("SELECT name FROM pipelines ORDER BY name")]
+        except sqlite3.DatabaseError as exc:
+            raise self._corrupt(exc) from None
+
+    def commit(
+        self,
+        name: str,
+        input_type: str,
+        checkpoint: Mapping[str, Any] | None,
+        output: Mapping[str, Any] | None,
+    ) -> None:
+        """Save the checkpoint and the output position together, atomically."""
+        cp = None if checkpoint is None else json.dumps(checkpoint, sort_keys=True)
+        out = None if output is None else json.dumps(output, sort_keys=True)
+        now = _now()
+        try:
+            self._db.execute(
+                "INSERT INTO pipelines (name, input_type, checkpoint, output, commits, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET input_type = excluded.input_type, "
+                "checkpoint = excluded.checkpoint, output = excluded.output, "
+                "commits = commits + 1, updated_at = excluded.updated_at",
+                (name, input_type, cp, out, now, now),
+            )
+        except sqlite3.DatabaseError as exc:
+            raise self._corrupt(exc) from None
+
+    def reset(self, name: str) -> bool:
+        """Delete pipeline ``name``'s state; True if there was any. Refused while it runs."""
+        with self.lock(name):
+            try:
+                cursor = self._db.execute("DELETE FROM pipelines WHERE name = ?", (name,))
+            except sqlite3.DatabaseError as exc:
+                raise self._corrupt(exc) from None
+            return cursor.rowcount > 0
+
+    @contextlib.contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Hold pipeline ``name``'s run lock; PipelineBusy if a live process holds it."""
+        pid, host = os.getpid(), socket.gethostname()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT pid, host, proc_start, acquired_at FROM locks WHERE name = ?", (name,)
+                ).fetchone()
+                held = row is not None and (row[1] != host or _alive(row[0], row[2]))
+                if row is not None and held and not (row[0] == pid and row[1] == host):
+                    raise PipelineBusy(
+                        f"pipeline {name} is already running (pid {row[0]} on {row[1]}, "
+                        f"since {row[3]}); wait for it to finish"
+                    )
+                self._db.execute(
+                    "INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?)",
+                    (name, pid, host, _proc_start(pid), _now()),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise self._corrupt(exc) from None
+        try:
+            yield
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                for _ in range(3):
+                    try:
+                        self._db.execute(
+                            "DELETE FROM locks WHERE name = ? AND pid = ?", (name, pid)
+                        )
+                        break
+                    except sqlite3.OperationalError:
+                        time.sleep(0.1)

@@ -1,0 +1,109 @@
+"""JSON Schema validation that reports every error as ``json.path: what is wrong (rule)``.
+
+jsonschema's own ``error.message`` embeds the rejected value, which may be a secret,
+so messages here are built from the failing keyword and the schema alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, relevance
+
+__all__ = ["describe_error", "join_path", "schema_errors"]
+
+_TYPE_WORDS = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
+
+
+def join_path(base: str, parts: Iterable[Any]) -> str:
+    """Append path parts (keys or list indexes) to a JSON path such as ``$.input``."""
+    path = base
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif isinstance(part, str) and part.isidentifier():
+            path += f".{part}"
+        else:
+            path += "[" + repr(str(part)) + "]"
+    return path
+
+
+def _types(expected: Any) -> str:
+    names = expected if isinstance(expected, list) else [expected]
+    return " or ".join(_TYPE_WORDS.get(n, str(n)) for n in names)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def describe_error(error: ValidationError, base: str = "$") -> str:
+    """One line for one error; the instance's value never appears in it."""
+    keyword = str(error.validator)
+    rule: Any = error.validator_value
+    path = join_path(base, error.absolute_path)
+    if keyword == "required":
+        instance_keys = error.instance if isinstance(error.instance, Mapping) else {}
+        missing = [name for name in rule if name not in instance_keys]
+        name = missing[0] if missing else "?"
+        return f"{join_path(path, [name])}: is required (required)"
+    if keyword in ("additionalProperties", "unevaluatedProperties"):
+        schema = error.schema if isinstance(error.schema, Mapping) else {}
+        allowed = set((schema.get("properties") or {}).keys())
+        instance = error.instance if isinstance(error.instance, Mapping) else {}
+        unknown = sorted(str(k) for k in instance if k not in allowed)
+        hint = "; known keys: " + ", ".join(sorted(allowed)) if allowed else ""
+        keys = ", ".join(repr(k) for k in unknown) or "?"
+        return f"{path}: unknown key {keys}{hint} ({keyword})"
+    messages: dict[str, Callable[[], str]] = {
+        "type": lambda: f"must be {_types(rule)}",
+        "format": lambda: f"is not a valid {rule}",
+        "enum": lambda: "must be one of " + ", ".join(_short(v) for v in rule),
+        "const": lambda: f"must be {_short(rule)}",
+        "minimum": lambda: f"must be at least {rule}",
+        "maximum": lambda: f"must be at most {rule}",
+        "exclusiveMinimum": lambda: f"must be more than {rule}",
+        "exclusiveMaximum": lambda: f"must be less than {rule}",
+        "minLength": lambda: f"must be at least {rule} character{'s' if rule != 1 else ''} long",
+        "maxLength": lambda: f"must be at most {rule} characters long",
+        "pattern": lambda: f"must match the pattern {rule}",
+        "minItems": lambda: f"must have at least {rule} item{'s' if rule != 1 else ''}",
+        "maxItems": lambda: f"must have at most {rule} items",
+        "oneOf": lambda: "does not match any of the allowed forms",
+        "anyOf": lambda: "does not match any of the allowed forms",
+        "not": lambda: "is not allowed here",
+    }
+    text = messages.get(keyword, lambda: f"does not satisfy '{keyword}'")()
+    return f"{path}: {text} ({keyword})"
+
+
+def schema_errors(
+    schema: Mapping[str, Any], instance: Any, base: str = "$"
+) -> list[str]:
+    """Every error of ``instance`` against ``schema``, formats checked, most relevant first."""
+    validator = Draft202012Validator(
+        schema, format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+    errors = sorted(validator.iter_errors(instance), key=relevance)
+    lines = [describe_error(_best_leaf(e), base) for e in errors]
+    return list(dict.fromkeys(lines))
+
+
+def _best_leaf(error: ValidationError) -> ValidationError:
+    """For oneOf/anyOf, prefer the deepest sub-error when there is exactly one branch to blame."""
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        deepest = max(error.context, key=lambda e: len(e.absolute_path))
+        if len(deepest.absolute_path) > len(error.absolute_path):
+            return deepest
+    return error

@@ -1,0 +1,202 @@
+"""The ``plugin-host`` command: parses arguments and calls the library; no logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from ._exceptions import EXIT_CODES, PluginHostError
+from ._logging import setup_logging
+from ._pipeline import load_pipeline
+from ._registry import discover
+from ._runner import run_once
+from ._secrets import redactor
+from ._service import check_pipeline, run_forever, state_reset, state_show
+
+__all__ = ["main"]
+
+log = logging.getLogger("plugin_host.cli")
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def cmd_inputs(args: argparse.Namespace) -> int:
+    """List discovered inputs and outputs, and plugins that failed to load."""
+    registry = discover()
+    if args.json:
+        _print_json({
+            "inputs": [
+                {"name": r.name, "version": r.version, "distribution": r.distribution,
+                 "description": r.manifest.get("description", "")}
+                for r in registry.inputs.values()
+            ],
+            "outputs": [{"name": r.name, "distribution": r.distribution}
+                        for r in registry.outputs.values()],
+            "failures": [{"plugin": f.plugin, "distribution": f.distribution,
+                          "reason": f.reason} for f in registry.failures],
+        })
+        return 0
+    print("inputs:")
+    for r in sorted(registry.inputs.values(), key=lambda r: r.name):
+        print(f"  {r.name:<20} {r.version:<10} {r.distribution}")
+    print("outputs:")
+    for r in sorted(registry.outputs.values(), key=lambda r: r.name):
+        print(f"  {r.name:<20} {r.version:<10} {r.distribution}")
+    if registry.failures:
+        print("failed to load:")
+        for f in registry.failures:
+            print(f"  {f.plugin} (from {f.distribution}): {f.reason}")
+    return 0
+
+
+def cmd_spec(args: argparse.Namespace) -> int:
+    """Print an input's manifest as JSON."""
+    _print_json(dict(discover().input(args.input).manifest))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate a pipeline file completely, secrets resolved."""
+    pipeline = load_pipeline(args.pipeline, discover())
+    for warning in pipeline.warnings:
+        log.warning("%s", warning)
+    print(f"{pipeline.path}: valid (input {pipeline.input.name}, output {pipeline.output.name})")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate, then make one authenticated call upstream."""
+    pipeline = load_pipeline(args.pipeline, discover())
+    check_pipeline(pipeline)
+    print(f"{pipeline.name}: configuration valid and {pipeline.input.name} reachable")
+    return 0
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.warning("received %s: finishing the page in hand", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run one incremental sync, or keep syncing every --interval seconds."""
+    registry = discover()
+    pipeline = load_pipeline(args.pipeline, registry)
+    for warning in pipeline.warnings:
+        log.warning("%s", warning)
+    stop = _stop_on_signals()
+    progress = sys.stderr.isatty() and not args.quiet
+    if args.interval is not None:
+        run_forever(pipeline, args.interval, stop, progress=progress,
+                    report=lambda s: print(s.line(), file=sys.stderr))
+        return 0
+    summary = run_once(pipeline, stop_event=stop, progress=progress)
+    if not args.quiet:
+        print(summary.line(), file=sys.stderr)
+    return 0
+
+
+def cmd_state(args: argparse.Namespace) -> int:
+    """Show or reset a pipeline's saved state."""
+    registry = discover()
+    pipeline = load_pipeline(args.pipeline, registry, resolve=False)
+    if args.action == "show":
+        _print_json(state_show(pipeline))
+    else:
+        existed = state_reset(pipeline)
+        print(f"{pipeline.name}: state {'cleared' if existed else 'was already empty'}"
+              f" in {pipeline.state_path}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start an input's bundled emulator, run a pipeline against it and print a summary."""
+    from ._demo import run_demo
+
+    return run_demo(args.input, Path(args.dir), events=args.events)
+
+
+def _parser() -> argparse.ArgumentParser:
+    epilog = "exit codes:\n" + "\n".join(f"  {k}  {v}" for k, v in EXIT_CODES.items())
+    parser = argparse.ArgumentParser(
+        prog="plugin-host", description="Run incremental input plugins into outputs.",
+        epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"plugin-host {__version__}")
+    parser.add_argument("--log-level", default="WARNING",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
+                        help="logging on stderr (default WARNING); secrets are always redacted")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (secrets redacted)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> Any:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("inputs", cmd_inputs, "list discovered inputs, outputs and load failures")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add("spec", cmd_spec, "print an input's manifest as JSON").add_argument("input")
+    add("validate", cmd_validate, "validate a pipeline file").add_argument("pipeline")
+    add("check", cmd_check, "validate, then make one authenticated call upstream"
+        ).add_argument("pipeline")
+    p = add("run", cmd_run, "run one incremental sync (or keep syncing with --interval)")
+    p.add_argument("pipeline")
+    p.add_argument("--interval", type=float, metavar="SECONDS",
+                   help="sync again every SECONDS until SIGTERM/SIGINT")
+    p.add_argument("--quiet", action="store_true", help="no summary or progress on stderr")
+    p = add("state", cmd_state, "show or reset a pipeline's saved state")
+    p.add_argument("action", choices=["show", "reset"])
+    p.add_argument("pipeline")
+    p = add("demo", cmd_demo, "run an input against its bundled emulator (no key needed)")
+    p.add_argument("input", nargs="?", default="postman_audit")
+    p.add_argument("--dir", default="demo-output", help="where to write (default demo-output)")
+    p.add_argument("--events", type=int, default=5000, help="events the emulator holds")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run a command and turn every failure into one line and an exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        code: int = args.func(args)
+        return code
+    except PluginHostError as exc:
+        if args.debug:
+            log.exception("error")
+        print(f"plugin-host: error: {redactor(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("plugin-host: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: one line unless --debug
+        if args.debug:
+            log.exception("unexpected error")
+        reason = redactor(f"{type(exc).__name__}: {exc}")
+        print(f"plugin-host: unexpected error: {reason} (rerun with --debug)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""The HTTP toolkit the host offers inputs: a client-side rate limiter, retries inside a
+time budget, ``Retry-After`` parsing, bounded response bodies, and no redirects.
+
+Inputs build a ``JsonHttpClient`` and call ``get``; API-specific meaning (which 400 is
+which, what a quota looks like) comes in through ``on_error``.
+"""
+
+from __future__ import annotations
+
+import collections
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ._contract import RunStats
+from ._exceptions import PluginHostError, ProtocolError, UpstreamError
+from ._jsonl import loads
+
+__all__ = ["JsonHttpClient", "RateLimiter", "RetryPolicy", "retry_after_seconds"]
+
+log = logging.getLogger("plugin_host.http")
+
+
+class RateLimiter:
+    """At most ``requests`` calls in any ``per_seconds`` window (a sliding log, no bursts over)."""
+
+    def __init__(self, requests: int, per_seconds: float, margin: float = 0.02) -> None:
+        if requests < 1 or per_seconds <= 0:
+            raise ValueError("a rate limit needs at least 1 request per positive window")
+        self.requests = requests
+        self.window = per_seconds * (1.0 + margin)
+        self._sent: collections.deque[float] = collections.deque(maxlen=requests)
+        self._lock = threading.Lock()
+        self._paused_until = 0.0
+
+    def pause_until(self, monotonic_deadline: float) -> None:
+        """Send nothing before ``monotonic_deadline`` (the server said the window is spent)."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, monotonic_deadline)
+
+    def delay(self) -> float:
+        """Seconds to wait before the next call may be sent (0 when it may go now)."""
+        now = time.monotonic()
+        with self._lock:
+            wait = self._paused_until - now
+            if len(self._sent) >= self.requests:
+                wait = max(wait, self._sent[0] + self.window - now)
+            return max(0.0, wait)
+
+    def acquire(self, stop: threading.Event | None = None) -> float:
+        """Wait for a slot (interrupted by ``stop``), record the call, return seconds waited."""
+        waited = 0.0
+        while True:
+            wait = self.delay()
+            if wait <= 0:
+                break
+            if stop is not None and stop.wait(wait):
+                break
+            if stop is None:
+                time.sleep(wait)
+            waited += wait
+        with self._lock:
+            self._sent.append(time.monotonic())
+        return waited
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """The wait a 429 or 503 asks for, from Retry-After, X-RateLimit-RetryAfter or
+    RateLimit-Reset (seconds, an HTTP date, or epoch seconds); None when absent or not positive.
+    """
+    now = time.time() if now is None else now
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name in ("retry-after", "x-ratelimit-retryafter", "ratelimit-reset", "x-ratelimit-reset"):
+        raw = lowered.get(name)
+        if raw is None:
+            continue
+        raw = raw.strip()
+        seconds: float | None
+        try:
+            seconds = float(raw)
+            if seconds > 1_000_000_000:  # an epoch timestamp, not a delta
+                seconds -= now
+        except ValueError:
+            try:
+                parsed = email.utils.parsedate_to_datetime(raw)
+                seconds = parsed.timestamp() - now
+            except (TypeError, ValueError, IndexError):
+                seconds = None
+        if seconds is not None and seconds > 0:
+            return seconds
+    return None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, inside a total time budget per call."""
+
+    budget_seconds: float = 120.0
+    initial_backoff: float = 1.0
+    max_backoff: float = 30.0
+    max_rate_limit_wait: float = 300.0
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """The jittered wait before retry number ``attempt`` (1-based)."""
+        ceiling = min(self.max_backoff, self.initial_backoff * (2 ** (attempt - 1)))
+        return rng.uniform(self.initial_backoff / 2, max(self.initial_backoff / 2, ceiling))
+
+
+class _Retry(Exception):
+    def __init__(self, reason: str, wait: float | None = None, rate_limited: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.wait = wait
+        self.rate_limited = rate_limited
+
+
+ErrorHook = Callable[[int, Any, httpx.Headers], "PluginHostError | None"]
+
+
+class JsonHttpClient:
+    """GET JSON from one host with rate limiting, retries and bounded bodies; never redirects."""
+
+    def __init__(
+        self,
+        base_url: str,
+        headers: Mapping[str, str],
+        *,
+        limiter: RateLimiter | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = 30.0,
+        max_body_bytes: int = 32 * 1024 * 1024,
+        stats: RunStats | None = None,
+        stop: threading.Event | None = None,
+        on_error: ErrorHook | None = None,
+        describe: Callable[[int, Any], str] | None = None,
+        seed: int | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._client = httpx.Client(
+            base_url=base_url,
+            headers=dict(headers),
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            follow_redirects=False,
+            transport=transport,
+        )
+        self.host = httpx.URL(base_url).host
+        self.limiter = limiter
+        self.retry = retry or RetryPolicy()
+        self.max_body_bytes = max_body_bytes
+        self.stats = stats or RunStats()
+        self.stop = stop or threading.Event()
+        self.on_error = on_error
+        self.describe = describe or (lambda status, body: f"HTTP {status}")
+        self._rng = random.Random(seed)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self.stop.wait(seconds)
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """The parsed JSON body of a 200 for GET ``path``; retries what retrying can fix."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            if self.limiter is not None:
+                waited = self.limiter.acquire(self.stop)
+                if waited > 0.05:
+                    self.stats.rate_limit_wait_seconds += waited
+            try:
+                return self._attempt(path, params)
+            except _Retry as retry:
+                elapsed = time.monotonic() - started
+                if retry.rate_limited:
+                    self.stats.rate_limit_waits += 1
+                wait = retry.wait if retry.wait is not None else self.retry.backoff(
+                    attempt, self._rng)
+                if retry.rate_limited and retry.wait is not None:
+                    wait = min(wait, self.retry.max_rate_limit_wait) + self._rng.uniform(0, 0.1)
+                if elapsed + wait > self.retry.budget_seconds or self.stop.is_set():
+                    why = "stopping as asked" if self.stop.is_set() else (
+                        f"gave up after {attempt} attempt{'s' if attempt > 1 else ''} in "
+                        f"{elapsed:.0f}s (retry budget {self.retry.budget_seconds:g}s)")
+                    raise UpstreamError(
+                        f"{self.host}: {retry.reason}; {why}; the next run resumes from the "
+                        "last delivered page"
+                    ) from None
+                self.stats.retries += 1
+                log.info("%s: %s; retry %d in %.2fs", self.host, retry.reason, attempt, wait)
+                self._sleep(wait)
+
+    def _attempt(self, path: str, params: Mapping[str, Any] | None) -> Any:
+        self.stats.requests += 1
+        try:
+            with self._client.stream("GET", path, params=params) as response:
+                body = self._read(response)
+        except httpx.TimeoutException:
+            raise _Retry("timed out") from None
+        except httpx.TransportError as exc:
+            raise _Retry(f"connection failed ({type(exc).__name__})") from None
+        status = response.status_code
+        self._note_rate_headers(response.headers)
+        if status == 200:
+            try:
+                return loads(body)
+            except ValueError:
+                kind = response.headers.get("content-type", "unknown type").split(";")[0]
+                raise _Retry(f"a 200 whose body is not JSON ({kind}, {len(body)} bytes)") from None
+        parsed: Any = None
+        try:
+            parsed = loads(body) if body else None
+        except ValueError:
+            parsed = None
+        if self.on_error is not None:
+            error = self.on_error(status, parsed, response.headers)
+            if error is not None:
+                raise error
+        if 300 <= status < 400:
+            target = httpx.URL(response.headers.get("location", "")).host or "another place"
+            raise UpstreamError(
+                f"{self.host} answered HTTP {status}, a redirect to {target}; redirects are "
+                "not followed so the key stays with the configured host: check base_url"
+            )
+        if status == 429:
+            raise _Retry("rate limited (HTTP 429)", retry_after_seconds(response.headers), True)
+        if status == 503 or status == 408 or status >= 500:
+            raise _Retry(f"HTTP {status}", retry_after_seconds(response.headers)
+                         if status == 503 else None)
+        raise UpstreamError(f"{self.host}: {self.describe(status, parsed)}")
+
+    def _read(self, response: httpx.Response) -> bytes:
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise ProtocolError(
+                f"{self.host} sent a {int(declared)} byte response, over the "
+                f"{self.max_body_bytes} byte limit"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise ProtocolError(
+                    f"{self.host} sent a response over the {self.max_body_bytes} byte limit"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _note_rate_headers(self, headers: httpx.Headers) -> None:
+        remaining = headers.get("ratelimit-remaining") or headers.get("x-ratelimit-remaining")
+        if self.limiter is None or remaining is None or remaining.strip() != "0":
+            return
+        wait = retry_after_seconds({"ratelimit-reset": headers.get("ratelimit-reset", "")})
+        if wait is not None:
+            self.limiter.pause_until(time.monotonic() + min(wait, self.retry.max_rate_limit_wait))

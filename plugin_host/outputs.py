@@ -1,0 +1,197 @@
+"""The built-in outputs, registered through the same entry-point path as any plugin.
+
+``stdout``: JSON lines on standard output, at least once (a pipe cannot be cut back).
+``jsonl``: JSON lines appended to a file, exactly once across crashes: the host commits
+the file's durable length with each checkpoint, and ``open`` cuts any tail written
+after the last commit.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ._contract import OutputContext
+from ._exceptions import LocalStorageError
+from ._jsonl import dumps_lines
+from ._paths import creatable_problem, resolve_path
+from .hookspecs import hookimpl
+
+__all__ = ["JsonlOutput", "StdoutOutput", "plugin_host_register_outputs"]
+
+_FLUSH_BYTES = 1 << 20
+
+
+class StdoutOutput:
+    """JSON lines on standard output."""
+
+    manifest: ClassVar[Mapping[str, Any]] = {
+        "name": "stdout",
+        "description": "Writes each record as one JSON line on standard output (at least once).",
+        "settings": {"type": "object", "properties": {}, "additionalProperties": False},
+    }
+
+    def __init__(self, settings: Mapping[str, Any], context: OutputContext) -> None:
+        self._stream = sys.stdout.buffer
+
+    def open(self, committed: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        """Nothing to recover: a stream cannot be cut back."""
+        return None
+
+    def write(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Write the records as JSON lines."""
+        try:
+            self._stream.write(dumps_lines(records))
+        except (BrokenPipeError, OSError) as exc:
+            raise LocalStorageError(f"standard output cannot be written ({exc})") from None
+
+    def durable(self) -> Mapping[str, Any] | None:
+        """Flush standard output."""
+        try:
+            self._stream.flush()
+        except (BrokenPipeError, OSError) as exc:
+            raise LocalStorageError(f"standard output cannot be written ({exc})") from None
+        return None
+
+    def close(self) -> None:
+        """Flush what is left."""
+        self.durable()
+
+
+class JsonlOutput:
+    """JSON lines appended to a file, exactly once across crashes."""
+
+    manifest: ClassVar[Mapping[str, Any]] = {
+        "name": "jsonl",
+        "description": "Appends each record as one JSON line to a file; exactly once across "
+        "crashes (a restart cuts any tail written after the last commit).",
+        "settings": {
+            "type": "object",
+            "required": ["path"],
+            "additionalProperties": False,
+            "properties": {
+                "path": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "The file to append to; relative to the pipeline file's "
+                    "folder. Missing folders are created.",
+                }
+            },
+        },
+    }
+
+    @classmethod
+    def validate_settings(
+        cls, settings: Mapping[str, Any], base_dir: Path
+    ) -> Iterable[tuple[str, str]]:
+        """Refuse a path that cannot be created or written."""
+        problem = creatable_problem(resolve_path(str(settings["path"]), base_dir))
+        if problem:
+            yield "path", problem
+
+    def __init__(self, settings: Mapping[str, Any], context: OutputContext) -> None:
+        self.path = resolve_path(str(settings["path"]), context.base_dir)
+        self._log = context.logger
+        self._fd = -1
+        self._offset = 0
+        self._buffer = bytearray()
+        self._dir_synced = True
+
+    def _fail(self, action: str, exc: OSError) -> LocalStorageError:
+        reason = exc.strerror or type(exc).__name__
+        return LocalStorageError(
+            f"output {self.path} cannot be {action} ({reason}); the state was left at the last "
+            "delivered records, so the next run resumes from there"
+        )
+
+    def open(self, committed: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        """Open the file, cut any tail past the committed length, and return the start position."""
+        try:
+            if not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            existed = self.path.exists()
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
+            self._dir_synced = existed
+            size = os.fstat(self._fd).st_size
+        except OSError as exc:
+            raise self._fail("opened", exc) from None
+        offset = size
+        if committed and committed.get("path") == str(self.path):
+            offset = int(committed.get("offset", 0))
+            if size > offset:
+                self._log.warning(
+                    "cutting %d bytes written to %s after the last commit (an interrupted run); "
+                    "they will be collected again", size - offset, self.path,
+                )
+                try:
+                    os.ftruncate(self._fd, offset)
+                    os.fsync(self._fd)
+                except OSError as exc:
+                    raise self._fail("cut back", exc) from None
+            elif size < offset:
+                if size == 0:
+                    self._log.warning(
+                        "%s is empty or new, shorter than the %d bytes committed: taken as "
+                        "rotated; writing starts afresh", self.path, offset,
+                    )
+                    offset = 0
+                else:
+                    raise LocalStorageError(
+                        f"output {self.path} holds {size} bytes, fewer than the {offset} "
+                        "plugin-host committed: it was cut or replaced outside plugin-host. "
+                        "Move it aside (a rotated file is fine) and run again"
+                    )
+        os.lseek(self._fd, offset, os.SEEK_SET)
+        self._offset = offset
+        return {"path": str(self.path), "offset": offset}
+
+    def write(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Buffer the records as JSON lines; large buffers are written straight away."""
+        self._buffer += dumps_lines(records)
+        if len(self._buffer) >= _FLUSH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        view = memoryview(self._buffer)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+                self._offset += written
+        except OSError as exc:
+            raise self._fail("written", exc) from None
+        finally:
+            view.release()
+            self._buffer = bytearray()
+
+    def durable(self) -> Mapping[str, Any] | None:
+        """Write out the buffer, fsync the file (and its folder once), return the length."""
+        self._flush()
+        try:
+            os.fsync(self._fd)
+            if not self._dir_synced:
+                dir_fd = os.open(self.path.parent, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
+                self._dir_synced = True
+        except OSError as exc:
+            raise self._fail("made durable", exc) from None
+        return {"path": str(self.path), "offset": self._offset}
+
+    def close(self) -> None:
+        """Close the file; anything not made durable is cut by the next ``open``."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+@hookimpl
+def plugin_host_register_outputs(register: Any) -> None:
+    """Register the built-in outputs."""
+    register(StdoutOutput)
+    register(JsonlOutput)
