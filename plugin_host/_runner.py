@@ -147,7 +147,7 @@ def _drive(
     stop_event: threading.Event,
     checkpoint: Mapping[str, Any] | None,
 ) -> None:
-    pending: dict[str, Any] | None = None
+    pending: Mapping[str, Any] | None = None
     pending_pages = 0
     last_commit = time.monotonic()
 
@@ -155,20 +155,20 @@ def _drive(
         nonlocal pending, pending_pages, last_commit
         if pending is None:
             return
+        checked = _checked(pending, pipeline)
         position = output.durable()
-        store.commit(pipeline.name, pipeline.input.name, pending, position)
+        store.commit(pipeline.name, pipeline.input.name, checked, position)
         summary.commits += 1
         pending, pending_pages, last_commit = None, 0, time.monotonic()
 
     try:
         for page in source.read(checkpoint):
             records = page.records
-            cp = _checked(page.checkpoint, pipeline)
             if records:
                 output.write(records)
             summary.records += len(records)
             summary.pages += 1
-            pending = cp
+            pending = page.checkpoint
             pending_pages += 1
             if pending_pages >= policy.pages or time.monotonic() - last_commit >= policy.seconds:
                 commit()

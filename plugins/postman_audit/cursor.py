@@ -1,0 +1,295 @@
+"""The incremental cursor of the Postman input, as small pure functions and one state record.
+
+A run is a *sweep*: it pages newest-first (``orderBy=desc``) from the top of the log down
+to a *target* instant, then stops. The target is the newest delivered event's time minus
+the lookback (or the collection's floor on the first sweep), so a steady-state run costs
+requests in proportion to new events plus the lookback, not to whole days, and late
+events inside the lookback are still found.
+
+Exactly once:
+- ``seen`` holds the keys of events delivered at or after ``high_water - lookback``: an
+  event seen again in the overlap is skipped. It is pruned at every sweep's end, so it
+  is bounded by the events inside one lookback window, never by history.
+- An interrupted sweep resumes from its saved ``cursor`` (the API's ``nextCursor`` after
+  the last committed page). If the API refuses that cursor, it rescans from the day of
+  ``lower`` and skips what the sweep already passed (``lower`` and ``at_lower``).
+- Within a sweep a rolling window of recent keys drops a page the upstream repeats.
+
+Nothing here does I/O; ``PostmanAuditInput`` feeds pages in and yields what comes out.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from plugin_host import ProtocolError
+
+from .timeutil import epoch_of, format_instant, parse_start
+
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "Cursor",
+    "PageOutcome",
+    "Sweep",
+    "initial_cursor",
+    "record_key",
+]
+
+CHECKPOINT_VERSION = 1
+WINDOW_KEYS = 5000          # keys remembered within a sweep to drop repeated pages
+MAX_SAME_SECOND = 100_000   # more events than this in one second is taken as a loop
+STALL_PAGES = 1000          # pages in a row without moving down is taken as a loop
+
+
+def record_key(record: Any) -> str:
+    """A record's identity: its ``id`` (``123`` and ``"123"`` alike), else a content hash."""
+    if isinstance(record, Mapping):
+        ident = record.get("id")
+        if isinstance(ident, bool):
+            ident = None
+        if isinstance(ident, int):
+            return str(ident)
+        if isinstance(ident, str) and ident.strip():
+            return ident.strip()
+    import json
+
+    text = json.dumps(record, sort_keys=True, default=str, ensure_ascii=False)
+    return "h:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
+@dataclass
+class Sweep:
+    """One pass from the top of the log down to ``target``."""
+
+    target: int
+    top: int | None = None
+    lower: int | None = None
+    at_lower: set[str] = field(default_factory=set)
+    recent: dict[str, int] = field(default_factory=dict)
+    cursor: str | int | None = None
+    resumed: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The sweep as checkpoint data."""
+        return {
+            "target": format_instant(self.target),
+            "top": None if self.top is None else format_instant(self.top),
+            "lower": None if self.lower is None else format_instant(self.lower),
+            "at_lower": sorted(self.at_lower),
+            "recent": [[k, v] for k, v in self.recent.items()],
+            "cursor": self.cursor,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Sweep:
+        """A sweep from checkpoint data."""
+        return cls(
+            target=_instant(data["target"]),
+            top=_maybe_instant(data.get("top")),
+            lower=_maybe_instant(data.get("lower")),
+            at_lower=set(map(str, data.get("at_lower") or [])),
+            recent={str(k): int(v) for k, v in data.get("recent") or []},
+            cursor=data.get("cursor"),
+            resumed=True,
+        )
+
+
+def _instant(text: str) -> int:
+    return int(parse_start(str(text)).timestamp())
+
+
+def _maybe_instant(text: Any) -> int | None:
+    return None if text is None else _instant(text)
+
+
+@dataclass
+class Cursor:
+    """Everything the input needs to resume: the committed checkpoint, parsed."""
+
+    floor: int
+    backfill_start: str | None
+    high_water: int | None = None
+    seen: dict[str, int] = field(default_factory=dict)
+    sweep: Sweep | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The cursor as a fresh, JSON-ready checkpoint (safe to keep after later changes)."""
+        return {
+            "version": CHECKPOINT_VERSION,
+            "floor": format_instant(self.floor),
+            "backfill_start": self.backfill_start,
+            "high_water": None if self.high_water is None else format_instant(self.high_water),
+            "seen": [[k, v] for k, v in self.seen.items()],
+            "sweep": None if self.sweep is None else self.sweep.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Cursor:
+        """A cursor from a committed checkpoint; ValueError if it is not one of ours."""
+        if data.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"checkpoint version {data.get('version')!r} is not supported")
+        sweep = data.get("sweep")
+        return cls(
+            floor=_instant(data["floor"]),
+            backfill_start=data.get("backfill_start"),
+            high_water=_maybe_instant(data.get("high_water")),
+            seen={str(k): int(v) for k, v in data.get("seen") or []},
+            sweep=Sweep.from_json(sweep) if sweep else None,
+        )
+
+    def target(self, lookback: int) -> int:
+        """Where the next sweep stops: lookback below the newest delivered, not below the floor."""
+        if self.high_water is None:
+            return self.floor
+        return max(self.floor, self.high_water - lookback)
+
+    def begin(self, lookback: int) -> Sweep:
+        """The sweep to run now: the interrupted one, or a new one down to the target."""
+        if self.sweep is None:
+            self.sweep = Sweep(target=self.target(lookback))
+        return self.sweep
+
+    def finish(self, lookback: int) -> None:
+        """Close the sweep: raise the high-water mark, keep only the keys still in the overlap."""
+        sweep = self.sweep
+        if sweep is None:
+            return
+        if sweep.top is not None:
+            self.high_water = max(self.high_water or sweep.top, sweep.top)
+        if self.high_water is not None:
+            keep_from = self.high_water - lookback
+            merged = {**self.seen, **sweep.recent}
+            self.seen = {k: t for k, t in merged.items() if t >= keep_from}
+        self.sweep = None
+
+
+def initial_cursor(floor: int, backfill_start: str | None) -> Cursor:
+    """The cursor of a pipeline's first run, collecting from ``floor`` on."""
+    return Cursor(floor=floor, backfill_start=backfill_start)
+
+
+@dataclass
+class PageOutcome:
+    """What one API page yields: the records to deliver, and whether the sweep is done."""
+
+    deliver: list[Mapping[str, Any]]
+    done: bool
+
+
+class SweepWalker:
+    """Feeds the pages of one sweep through the dedupe and stop rules."""
+
+    def __init__(self, cursor: Cursor, lookback: int, now: int) -> None:
+        self.cursor = cursor
+        self.lookback = lookback
+        self.sweep = cursor.begin(lookback)
+        self.now = now
+        # A resumed sweep continues from its saved cursor exactly; only a rescan (no usable
+        # cursor) must skip what the sweep had already passed.
+        self.skipping = (
+            self.sweep.resumed and self.sweep.cursor is None and self.sweep.lower is not None
+        )
+        self._window: collections.deque[str] = collections.deque()
+        self._window_set: set[str] = set()
+        self._cursors: set[str] = set()
+        self._last_page: tuple[str, ...] | None = None
+        self._old_run = 0
+        self._stalled = 0
+
+    def use_cursor(self, cursor: str | int | None) -> None:
+        """Note the API cursor that fetches the next page; a repeat is a loop."""
+        if cursor is not None:
+            token = repr(cursor)
+            if token in self._cursors:
+                raise ProtocolError(
+                    "Postman returned the same nextCursor twice in one run (a pagination "
+                    "loop); stopped so it cannot repeat forever"
+                )
+            self._cursors.add(token)
+        self.sweep.cursor = cursor
+
+    def rescan_from_lower(self) -> None:
+        """The saved cursor was refused: rescan from ``lower``'s day, skipping what was passed."""
+        self.sweep.cursor = None
+        self.skipping = self.sweep.lower is not None
+
+    def page(self, records: Sequence[Any], has_next: bool) -> PageOutcome:
+        """Process one page in API order; return what to deliver and whether to stop."""
+        keys = tuple(record_key(r) for r in records)
+        if keys and keys == self._last_page:
+            raise ProtocolError(
+                "Postman returned the same page twice in a row; stopped rather than loop"
+            )
+        self._last_page = keys
+        sweep, seen = self.sweep, self.cursor.seen
+        target = sweep.target
+        before = sweep.lower
+        deliver: list[Mapping[str, Any]] = []
+        for record, key in zip(records, keys, strict=True):
+            ts = epoch_of(record.get("timestamp")) if isinstance(record, Mapping) else None
+            if ts is None:  # no usable time: it sits where the stream is
+                ts = sweep.lower if sweep.lower is not None else (sweep.top or self.now)
+            if ts < target:
+                self._old_run += 1
+                continue
+            self._old_run = 0
+            if sweep.top is None or ts > sweep.top:
+                sweep.top = ts
+            if self.skipping:
+                assert sweep.lower is not None
+                if ts > sweep.lower or (ts == sweep.lower and key in sweep.at_lower):
+                    continue
+                self.skipping = False
+            duplicate = key in seen or key in self._window_set or (
+                ts == sweep.lower and key in sweep.at_lower)
+            if ts != sweep.lower:
+                sweep.lower, sweep.at_lower = ts, set()
+            sweep.at_lower.add(key)
+            if len(sweep.at_lower) > MAX_SAME_SECOND:
+                raise ProtocolError(
+                    f"Postman returned over {MAX_SAME_SECOND} events in one second; "
+                    "taken as a pagination loop and stopped"
+                )
+            if duplicate:
+                continue
+            self._remember(key)
+            if ts >= sweep.top - self.lookback:
+                sweep.recent[key] = ts
+            deliver.append(record)
+        if sweep.top is not None and sweep.recent:
+            floor = sweep.top - self.lookback
+            if len(sweep.recent) > 2 * WINDOW_KEYS:
+                sweep.recent = {k: t for k, t in sweep.recent.items() if t >= floor}
+        still = before is not None and sweep.lower == before and not self.skipping
+        self._stalled = self._stalled + 1 if still else 0
+        if self._stalled >= STALL_PAGES:
+            raise ProtocolError(
+                f"Postman pagination did not move for {STALL_PAGES} pages; stopped rather "
+                "than loop"
+            )
+        done = not records or not has_next or self._old_run >= 2
+        return PageOutcome(deliver, done)
+
+    def _remember(self, key: str) -> None:
+        self._window.append(key)
+        self._window_set.add(key)
+        if len(self._window) > WINDOW_KEYS:
+            self._window_set.discard(self._window.popleft())
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The checkpoint that holds once the pages so far are delivered."""
+        return self.cursor.to_json()
+
+    def finish(self) -> dict[str, Any]:
+        """Close the sweep and return the final checkpoint."""
+        self.cursor.finish(self.lookback)
+        return self.cursor.to_json()
+
+
+def keys_of(records: Iterable[Any]) -> list[str]:
+    """The keys of records, in order (a helper for tests and tools)."""
+    return [record_key(r) for r in records]

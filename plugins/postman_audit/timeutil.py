@@ -1,0 +1,90 @@
+"""Time helpers for the Postman input: parse the API's timestamps and users' start times."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta, timezone
+
+__all__ = ["epoch_of", "format_instant", "parse_start", "since_date", "until_date"]
+
+_START = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?"
+    r"(Z|[+-]\d{2}:?\d{2})?)?$",
+    re.IGNORECASE,
+)
+
+
+def parse_start(text: str) -> datetime:
+    """A date or RFC 3339 date-time as an aware UTC datetime; UTC when no offset is given.
+
+    Raises ValueError with a short reason when the text is not a real date or time.
+    """
+    match = _START.match(text.strip())
+    if not match:
+        raise ValueError("must be a date (2026-01-01) or a date-time (2026-01-01T08:00:00Z)")
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    try:
+        value = datetime(
+            int(year), int(month), int(day),
+            int(hour or 0), int(minute or 0), int(second or 0),
+            int((fraction or "0")[:6].ljust(6, "0")),
+        )
+    except ValueError as exc:
+        raise ValueError(f"is not a real date or time ({exc})") from None
+    if offset and offset.upper() != "Z":
+        sign = 1 if offset[0] == "+" else -1
+        digits = offset[1:].replace(":", "")
+        hours, minutes = int(digits[:2]), int(digits[2:])
+        if hours > 23 or minutes > 59:
+            raise ValueError("has an offset that is not a real one")
+        tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
+        return value.replace(tzinfo=tz).astimezone(timezone.utc)
+    return value.replace(tzinfo=timezone.utc)
+
+
+_EPOCH_CACHE: dict[str, int] = {}
+
+
+def epoch_of(timestamp: object) -> int | None:
+    """Whole epoch seconds of an API timestamp (``2026-06-15T16:24:56.000Z``); None if unusable."""
+    if not isinstance(timestamp, str):
+        return None
+    cached = _EPOCH_CACHE.get(timestamp)
+    if cached is not None:
+        return cached
+    text = timestamp.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    value = int(parsed.timestamp() // 1)
+    if len(_EPOCH_CACHE) > 100_000:
+        _EPOCH_CACHE.clear()
+    _EPOCH_CACHE[timestamp] = value
+    return value
+
+
+def format_instant(epoch: int) -> str:
+    """Epoch seconds as ``YYYY-MM-DDTHH:MM:SSZ``."""
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _day(epoch: int) -> date:
+    return datetime.fromtimestamp(epoch, timezone.utc).date()
+
+
+def since_date(target: int, oldest_allowed: date) -> str:
+    """The ``since`` to send so ``target`` is covered whether the API's bound is inclusive,
+    exclusive, by day or by instant: the day before ``target``'s day, not before ``oldest_allowed``.
+    """
+    return max(_day(target) - timedelta(days=1), oldest_allowed).isoformat()
+
+
+def until_date(lower: int) -> str:
+    """The ``until`` that still covers instant ``lower`` under every reading of the bound."""
+    return (_day(lower) + timedelta(days=1)).isoformat()
