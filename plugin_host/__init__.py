@@ -16,6 +16,7 @@ from ._exceptions import (
     PluginHostError,
     ProtocolError,
     QuotaExhausted,
+    StopRequested,
     UpstreamError,
     ValidationFailed,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "RunStats",
     "RunSummary",
     "StateStore",
+    "StopRequested",
     "UpstreamError",
     "ValidationFailed",
     "__version__",

@@ -8,7 +8,8 @@
     │   ├── QuotaExhausted (4: a quota that no retry can fix)
     │   └── ProtocolError (4: the upstream broke its own contract: loops, bad pages)
     ├── LocalStorageError (5: the output or state cannot be written or read)
-    └── PipelineBusy (6: another run of the same pipeline holds the lock)
+    ├── PipelineBusy (6: another run of the same pipeline holds the lock)
+    └── StopRequested (0: SIGTERM/SIGINT arrived while waiting; the run ends cleanly)
 
 Messages are one human line that says what is wrong and what to do. They never
 contain a secret's value.
@@ -25,6 +26,7 @@ __all__ = [
     "PluginHostError",
     "ProtocolError",
     "QuotaExhausted",
+    "StopRequested",
     "UpstreamError",
     "ValidationFailed",
 ]
@@ -82,6 +84,12 @@ class PipelineBusy(PluginHostError):
     """Another run of the same pipeline holds its lock in the state store."""
 
     exit_code = 6
+
+
+class StopRequested(PluginHostError):
+    """A stop was requested while an input waited (backoff, rate limit): end the run cleanly."""
+
+    exit_code = 0
 
 
 EXIT_CODES: dict[int, str] = {

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._contract import InputContext, OutputContext, RunStats
-from ._exceptions import ConfigError, LocalStorageError, PluginHostError
+from ._exceptions import ConfigError, LocalStorageError, PluginHostError, StopRequested
 from ._pipeline import Pipeline
 from ._secrets import redactor
 from ._state import StateStore
@@ -184,8 +184,9 @@ def _drive(
                 commit()
             except PluginHostError as commit_error:
                 log.error("could not save progress: %s", redactor(str(commit_error)))
-        if isinstance(exc, KeyboardInterrupt):
+        if isinstance(exc, (KeyboardInterrupt, StopRequested)):
             summary.stopped_early = True
+            log.info("stopped as asked; the next run resumes from the last delivered page")
             return
         raise
     commit()

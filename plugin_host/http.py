@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from ._contract import RunStats
-from ._exceptions import PluginHostError, ProtocolError, UpstreamError
+from ._exceptions import PluginHostError, ProtocolError, StopRequested, UpstreamError
 from ._jsonl import loads
 
 __all__ = ["JsonHttpClient", "RateLimiter", "RetryPolicy", "retry_after_seconds"]
@@ -188,17 +188,20 @@ class JsonHttpClient:
                     attempt, self._rng)
                 if retry.rate_limited and retry.wait is not None:
                     wait = min(wait, self.retry.max_rate_limit_wait) + self._rng.uniform(0, 0.1)
-                if elapsed + wait > self.retry.budget_seconds or self.stop.is_set():
-                    why = "stopping as asked" if self.stop.is_set() else (
-                        f"gave up after {attempt} attempt{'s' if attempt > 1 else ''} in "
-                        f"{elapsed:.0f}s (retry budget {self.retry.budget_seconds:g}s)")
+                if self.stop.is_set():
+                    raise StopRequested(f"{self.host}: {retry.reason}; stopping as asked") from None
+                if elapsed + wait > self.retry.budget_seconds:
                     raise UpstreamError(
-                        f"{self.host}: {retry.reason}; {why}; the next run resumes from the "
-                        "last delivered page"
+                        f"{self.host}: {retry.reason}; gave up after {attempt} "
+                        f"attempt{'s' if attempt > 1 else ''} in {elapsed:.0f}s (retry budget "
+                        f"{self.retry.budget_seconds:g}s); the next run resumes from the last "
+                        "delivered page"
                     ) from None
                 self.stats.retries += 1
                 log.info("%s: %s; retry %d in %.2fs", self.host, retry.reason, attempt, wait)
                 self._sleep(wait)
+                if self.stop.is_set():
+                    raise StopRequested(f"{self.host}: {retry.reason}; stopping as asked") from None
 
     def _attempt(self, path: str, params: Mapping[str, Any] | None) -> Any:
         self.stats.requests += 1
