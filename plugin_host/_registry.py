@@ -144,14 +144,23 @@ def _names(variable: str) -> set[str] | None:
     return {n.strip() for n in raw.split(",") if n.strip()}
 
 
-def _entry_points() -> Iterable[tuple[metadata.EntryPoint, str, str]]:
-    seen: set[str] = set()
+def _entry_points(
+    failures: list[LoadFailure],
+) -> Iterable[tuple[metadata.EntryPoint, str, str]]:
+    seen: dict[str, str] = {}
     for dist in metadata.distributions():
+        name = dist.metadata["Name"] or "?"
         for ep in dist.entry_points:
-            if ep.group != ENTRY_POINT_GROUP or ep.name in seen:
+            if ep.group != ENTRY_POINT_GROUP:
                 continue
-            seen.add(ep.name)
-            yield ep, dist.metadata["Name"] or "?", dist.version or ""
+            if ep.name in seen:
+                if seen[ep.name] != name:
+                    failures.append(LoadFailure(
+                        ep.name, name, f"entry point name '{ep.name}' is already used by "
+                        f"{seen[ep.name]}; not loaded"))
+                continue
+            seen[ep.name] = name
+            yield ep, name, dist.version or ""
 
 
 def discover() -> Registry:
@@ -159,7 +168,7 @@ def discover() -> Registry:
     registry = Registry()
     only = _names("PLUGIN_HOST_LOAD_PLUGINS")
     skip = _names("PLUGIN_HOST_DISABLE_PLUGINS") or set()
-    for ep, dist, version in sorted(_entry_points(), key=lambda t: t[0].name):
+    for ep, dist, version in sorted(_entry_points(registry.failures), key=lambda t: t[0].name):
         if ep.name in skip or (only is not None and ep.name not in only):
             continue
         try:

@@ -155,20 +155,22 @@ def _drive(
         nonlocal pending, pending_pages, last_commit
         if pending is None:
             return
-        checked = _checked(pending, pipeline)
         position = output.durable()
-        store.commit(pipeline.name, pipeline.input.name, checked, position)
+        store.commit(pipeline.name, pipeline.input.name, pending, position)
         summary.commits += 1
         pending, pending_pages, last_commit = None, 0, time.monotonic()
 
     try:
         for page in source.read(checkpoint):
+            # A snapshot, taken before the records are written: an input may reuse the
+            # same mapping and advance it before its next page (or before failing).
+            checked = _checked(page.checkpoint, pipeline)
             records = page.records
             if records:
                 output.write(records)
             summary.records += len(records)
             summary.pages += 1
-            pending = page.checkpoint
+            pending = checked
             pending_pages += 1
             if pending_pages >= policy.pages or time.monotonic() - last_commit >= policy.seconds:
                 commit()

@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -94,6 +95,31 @@ def _alive(pid: int, proc_start: str | None) -> bool:
     return proc_start is None or _proc_start(pid) in (None, proc_start)
 
 
+def _create(path: Path) -> None:
+    """Create a new state file whole: built under another name, then linked into place, so
+    a crash never leaves an empty file at ``path`` (an empty file is refused as damaged)."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
+    try:
+        db = sqlite3.connect(str(temp), isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.executescript(_SCHEMA)
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                       (str(SCHEMA_VERSION),))
+        finally:
+            db.close()
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+        except OSError:
+            pass  # no hard links here: SQLite creates the file in place
+    finally:
+        for leftover in (temp, Path(f"{temp}-wal"), Path(f"{temp}-shm")):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+
 class StateStore:
     """One SQLite state file. Use as a context manager, or call ``close``."""
 
@@ -103,8 +129,18 @@ class StateStore:
             raise LocalStorageError(f"state file {path} does not exist (no run has saved state)")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                _create(path)
+            elif path.stat().st_size == 0:
+                # plugin-host never leaves an empty state file (see _create): this one was
+                # truncated, and SQLite would take it for a new database and reset the state
+                raise sqlite3.DatabaseError("the file is empty")
             self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
             self._db.execute("PRAGMA busy_timeout = 30000")
+            tables = {r[0] for r in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and "meta" not in tables:  # another program's database: leave it be
+                raise sqlite3.DatabaseError("it holds other tables than plugin-host's")
             mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()
             self._db.execute("PRAGMA synchronous = FULL")
             if mode and str(mode[0]).lower() != "wal":

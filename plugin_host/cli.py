@@ -134,6 +134,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.input, Path(args.dir), events=args.events)
 
 
+def cmd_new_input(args: argparse.Namespace) -> int:
+    """Write a new input, as its own distribution, from the bundled template."""
+    from ._scaffold import new_input
+
+    scaffold = new_input(args.name, Path(args.dir) if args.dir else None)
+    print(scaffold.next_steps())
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     epilog = "exit codes:\n" + "\n".join(f"  {k}  {v}" for k, v in EXIT_CODES.items())
     parser = argparse.ArgumentParser(
@@ -171,6 +180,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("input", nargs="?", default="postman_audit")
     p.add_argument("--dir", default="demo-output", help="where to write (default demo-output)")
     p.add_argument("--events", type=int, default=5000, help="events the emulator holds")
+    p = add("new-input", cmd_new_input,
+            "write a new input (a distribution with tests) from the template")
+    p.add_argument("name", help="the input's name: lowercase letters, digits, underscores")
+    p.add_argument("--dir", metavar="PATH", help="where to write it (default ./NAME)")
     return parser
 
 
@@ -194,7 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             log.exception("unexpected error")
         reason = redactor(f"{type(exc).__name__}: {exc}")
-        print(f"plugin-host: unexpected error: {reason} (rerun with --debug)", file=sys.stderr)
+        hint = "please report it" if args.debug else "rerun with --debug"
+        print(f"plugin-host: unexpected error: {reason} ({hint})", file=sys.stderr)
         return 1
 
 

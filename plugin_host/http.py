@@ -151,6 +151,7 @@ class JsonHttpClient:
             transport=transport,
         )
         self.host = httpx.URL(base_url).host
+        self.timeout = timeout
         self.limiter = limiter
         self.retry = retry or RetryPolicy()
         self.max_body_bytes = max_body_bytes
@@ -175,9 +176,12 @@ class JsonHttpClient:
         while True:
             attempt += 1
             if self.limiter is not None:
+                must_wait = self.limiter.delay() > 0
                 waited = self.limiter.acquire(self.stop)
                 if waited > 0.05:
                     self.stats.rate_limit_wait_seconds += waited
+                if must_wait and self.stop.is_set():  # stopped while waiting: send nothing
+                    raise StopRequested(f"{self.host}: stopping as asked") from None
             try:
                 return self._attempt(path, params)
             except _Retry as retry:
@@ -205,9 +209,10 @@ class JsonHttpClient:
 
     def _attempt(self, path: str, params: Mapping[str, Any] | None) -> Any:
         self.stats.requests += 1
+        deadline = time.monotonic() + self.timeout
         try:
             with self._client.stream("GET", path, params=params) as response:
-                body = self._read(response)
+                body = self._read(response, deadline)
         except httpx.TimeoutException:
             raise _Retry("timed out") from None
         except httpx.TransportError as exc:
@@ -217,13 +222,13 @@ class JsonHttpClient:
         if status == 200:
             try:
                 return loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):
                 kind = response.headers.get("content-type", "unknown type").split(";")[0]
                 raise _Retry(f"a 200 whose body is not JSON ({kind}, {len(body)} bytes)") from None
         parsed: Any = None
         try:
             parsed = loads(body) if body else None
-        except ValueError:
+        except (ValueError, RecursionError):
             parsed = None
         if self.on_error is not None:
             error = self.on_error(status, parsed, response.headers)
@@ -242,7 +247,7 @@ class JsonHttpClient:
                          if status == 503 else None)
         raise UpstreamError(f"{self.host}: {self.describe(status, parsed)}")
 
-    def _read(self, response: httpx.Response) -> bytes:
+    def _read(self, response: httpx.Response, deadline: float) -> bytes:
         declared = response.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise ProtocolError(
@@ -258,6 +263,8 @@ class JsonHttpClient:
                     f"{self.host} sent a response over the {self.max_body_bytes} byte limit"
                 )
             chunks.append(chunk)
+            if time.monotonic() > deadline:  # a body dripped slower than the timeout
+                raise httpx.ReadTimeout("the response took longer than the timeout")
         return b"".join(chunks)
 
     def _note_rate_headers(self, headers: httpx.Headers) -> None:

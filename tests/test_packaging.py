@@ -1,0 +1,109 @@
+"""Packaging: the wheel built from this checkout works alone, installed in a fresh venv."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from helpers import (
+    FIXTURES,
+    REPO,
+    TOKEN_ENV,
+    Venv,
+    clean_env,
+    make_venv,
+    pip_install,
+    pipeline_doc,
+    read_jsonl,
+    run,
+    write_pipeline,
+)
+
+pytestmark = pytest.mark.slow
+
+_NOT_SOURCE = shutil.ignore_patterns(
+    ".git", "tests", "build", "dist", "*.egg-info", "__pycache__", ".venv", ".*_cache",
+    ".hypothesis", ".plugin-host", "demo-output", "out", "cassettes",
+)
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """plugin-host's wheel, built the way a release is (isolated, from a clean copy)."""
+    root = tmp_path_factory.mktemp("packaging")
+    source = root / "source"
+    shutil.copytree(REPO, source, ignore=_NOT_SOURCE)
+    result = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                  root / "wheels", source], cwd=root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (built,) = (root / "wheels").glob("plugin_host-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Venv:
+    """A venv that sees no system packages: the wheel, its dependencies, the fixture plugin."""
+    venv = make_venv(tmp_path_factory.mktemp("fresh") / "venv", inherit=False)
+    pip_install(venv, wheel)
+    pip_install(venv, "--no-deps", "--no-build-isolation", "--no-index",
+                FIXTURES / "dist_good")
+    return venv
+
+
+def test_the_wheel_holds_the_schemas_and_the_entry_points(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        entry_text = zf.read(entry_points).decode()
+        for schema in ("pipeline.schema.json", "manifest.meta.schema.json"):
+            assert json.loads(zf.read(f"plugin_host/schemas/{schema}"))["$schema"].startswith(
+                "https://json-schema.org/")
+    assert "plugin_host/__main__.py" in names
+    assert not any(n.startswith("tests/") for n in names)
+    assert "[plugin_host]\nbuiltin_outputs = plugin_host.outputs\n" in entry_text.replace(
+        "\r\n", "\n")
+    assert "plugin-host = plugin_host.cli:main" in entry_text
+
+
+def test_the_installed_wheel_is_what_runs(fresh_venv: Venv, tmp_path: Path) -> None:
+    result = run([fresh_venv.python, "-c", "import plugin_host; print(plugin_host.__file__)"],
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()).is_relative_to(fresh_venv.root)
+    version = run([fresh_venv.root / "bin" / "plugin-host", "--version"], cwd=tmp_path)
+    assert version.stdout == "plugin-host 0.1.0\n"
+
+
+def test_inputs_validate_and_run_outside_the_checkout(fresh_venv: Venv, tmp_path: Path) -> None:
+    listed = fresh_venv.plugin_host("inputs", "--json", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    data = json.loads(listed.stdout)
+    assert {(o["name"], o["distribution"]) for o in data["outputs"]} >= {
+        ("jsonl", "plugin-host"), ("stdout", "plugin-host")}
+    assert ("fixture_counter", "plugin-host-fixture-good") in {
+        (i["name"], i["distribution"]) for i in data["inputs"]}
+
+    env = clean_env(**{TOKEN_ENV: "tok-from-the-wheel"})
+    write_pipeline(tmp_path / "p.yaml", pipeline_doc(settings={"total": 5}))
+    validated = fresh_venv.plugin_host("validate", "p.yaml", cwd=tmp_path, env=env)
+    assert validated.returncode == 0, validated.stderr
+    assert "valid (input fixture_counter, output jsonl)" in validated.stdout
+    ran = fresh_venv.plugin_host("run", "p.yaml", cwd=tmp_path, env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert read_jsonl(tmp_path / "out.jsonl") == [{"n": i} for i in range(5)]
+
+
+def test_formats_are_checked_with_the_declared_dependencies_alone(
+    fresh_venv: Venv, tmp_path: Path
+) -> None:
+    env = clean_env(**{TOKEN_ENV: "tok-from-the-wheel"})
+    write_pipeline(tmp_path / "p.yaml", pipeline_doc(
+        settings={"since": "yesterday", "endpoint": "not a url"}))
+    result = fresh_venv.plugin_host("validate", "p.yaml", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert "$.input.settings.since: is not a valid date-time (format)" in result.stderr
+    assert "$.input.settings.endpoint: is not a valid uri (format)" in result.stderr

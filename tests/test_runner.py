@@ -1,0 +1,156 @@
+"""run_once: what is committed with which records, the commit policy, stopping early."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import read_jsonl, write_pipeline
+
+from plugin_host import (
+    CommitPolicy,
+    InputContext,
+    Page,
+    PluginHostError,
+    Registry,
+    StateStore,
+    hookimpl,
+    load_pipeline,
+    run_once,
+)
+
+_EMPTY = {"type": "object", "properties": {}, "additionalProperties": False}
+
+
+class ReusedCursor:
+    """Keeps one cursor mapping, advances it before each fetch, and fails fetching 4..5."""
+
+    manifest: Mapping[str, Any] = {"name": "reused_cursor", "description": "test input",
+                                   "settings": _EMPTY}
+    fail = True
+
+    def __init__(self, settings: Any, secrets: Any, context: InputContext) -> None:
+        pass
+
+    def check(self) -> None:
+        pass
+
+    def read(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
+        cursor = {"next": checkpoint["next"] if checkpoint else 0}
+        while cursor["next"] < 8:
+            start = cursor["next"]
+            cursor["next"] = start + 2
+            if start == 4 and self.fail:
+                raise RuntimeError("the upstream failed while fetching 4..5")
+            yield Page([{"n": start}, {"n": start + 1}], cursor)
+
+    def close(self) -> None:
+        pass
+
+
+class BadCheckpoint(ReusedCursor):
+    """Its third page's checkpoint is not JSON, or holds the secret."""
+
+    manifest: Mapping[str, Any] = {
+        "name": "bad_checkpoint", "description": "test input",
+        "settings": {"type": "object", "additionalProperties": False, "properties": {
+            "leak": {"type": "boolean", "description": "put the secret in the checkpoint"}}},
+        "secrets": {"type": "object", "additionalProperties": False, "properties": {
+            "key": {"type": "string", "writeOnly": True, "description": "a key"}}},
+    }
+
+    def __init__(self, settings: Any, secrets: Any, context: InputContext) -> None:
+        self.bad: Any = {"key": secrets["key"]} if settings.get("leak") else {"at": object()}
+
+    def read(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
+        for i in range(0, 8, 2):
+            yield Page([{"n": i}, {"n": i + 1}], self.bad if i == 4 else {"next": i + 2})
+
+
+class _Plugin:
+    @hookimpl
+    def plugin_host_register_inputs(self, register: Any) -> None:
+        register(ReusedCursor)
+        register(BadCheckpoint)
+
+
+@pytest.fixture
+def local_registry(registry: Registry) -> Registry:
+    assert registry.add_plugin(_Plugin(), "runner_tests", "tests")
+    return registry
+
+
+def _pipeline(tmp_path: Path, input_type: str, **kwargs: Any) -> Path:
+    return write_pipeline(tmp_path / "p.yaml", input_type=input_type, state={"path": "s.db"},
+                          **kwargs)
+
+
+def _committed(tmp_path: Path, name: str) -> Any:
+    with StateStore(tmp_path / "s.db") as store:
+        saved = store.load(name)
+    return saved.checkpoint if saved else None
+
+
+def test_a_reused_checkpoint_mapping_commits_what_was_delivered(
+    tmp_path: Path, local_registry: Registry
+) -> None:
+    pipeline = load_pipeline(_pipeline(tmp_path, "reused_cursor", name="reused"),
+                             local_registry)
+    with pytest.raises(RuntimeError):
+        run_once(pipeline, policy=CommitPolicy(pages=100, seconds=3600))
+    assert read_jsonl(tmp_path / "out.jsonl") == [{"n": i} for i in range(4)]
+    assert _committed(tmp_path, "reused") == {"next": 4}
+    ReusedCursor.fail = False
+    try:
+        run_once(pipeline)
+    finally:
+        ReusedCursor.fail = True
+    assert read_jsonl(tmp_path / "out.jsonl") == [{"n": i} for i in range(8)]
+
+
+@pytest.mark.parametrize(("leak", "message"), [
+    (False, "input bad_checkpoint yielded a checkpoint that is not JSON"),
+    (True, "input bad_checkpoint put a secret into its checkpoint; it was not saved"),
+])
+def test_a_bad_checkpoint_is_refused_before_its_records_are_written(
+    tmp_path: Path, local_registry: Registry, leak: bool, message: str
+) -> None:
+    key = "key-never-stored-5150"
+    path = _pipeline(tmp_path, "bad_checkpoint", name="bad", settings={"leak": leak},
+                     secrets={"key": key})
+    with pytest.raises(PluginHostError, match=message):
+        run_once(load_pipeline(path, local_registry), policy=CommitPolicy(pages=100))
+    assert read_jsonl(tmp_path / "out.jsonl") == [{"n": i} for i in range(4)]
+    assert _committed(tmp_path, "bad") == {"next": 4}
+    for state_file in tmp_path.glob("s.db*"):
+        assert key.encode() not in state_file.read_bytes()
+
+
+def test_the_commit_policy_groups_pages(
+    tmp_path: Path, registry: Registry, token: str
+) -> None:
+    path = write_pipeline(tmp_path / "p.yaml", settings={"total": 30, "page_size": 3})
+    summary = run_once(load_pipeline(path, registry), policy=CommitPolicy(pages=4, seconds=3600))
+    assert (summary.records, summary.pages, summary.commits) == (30, 10, 3)
+    assert summary.stopped_early is False
+    assert summary.as_dict()["records"] == 30
+    assert summary.line().startswith("counter: 30 records in 10 pages, 10 requests, ")
+
+
+def test_a_stop_request_ends_the_run_after_the_page_in_hand(
+    tmp_path: Path, registry: Registry, token: str
+) -> None:
+    path = write_pipeline(tmp_path / "p.yaml", settings={"total": 30, "page_size": 3},
+                          state={"path": "s.db"})
+    stop = threading.Event()
+    stop.set()
+    summary = run_once(load_pipeline(path, registry), stop_event=stop)
+    assert (summary.records, summary.stopped_early) == (3, True)
+    assert summary.line().endswith("[stopped early]")
+    assert _committed(tmp_path, "counter") == {"next": 3}
+    summary = run_once(load_pipeline(path, registry))
+    assert summary.records == 27
+    assert read_jsonl(tmp_path / "out.jsonl") == [{"n": i} for i in range(30)]

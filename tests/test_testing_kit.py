@@ -1,0 +1,346 @@
+"""The testing kit plugin authors get: the pytest plugin's fixtures and the contract suite.
+
+The contract suite is shown to fail inputs that break each rule (run in a separate pytest,
+with the plugin loaded through its pytest11 entry point, as a plugin author's project would).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+from datetime import datetime, timedelta, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from postman_audit.emulator import EmulatorConfig, PostmanEmulator
+from postman_audit.input import PostmanAuditInput
+
+from plugin_host import InputContext, ValidationFailed, hookimpl
+from plugin_host.contract import InputContract
+from plugin_host.testing import InputRunner
+
+KEY = "PMAK-kit-0123456789abcdef0123"
+
+
+@pytest.fixture
+def emulator() -> Any:
+    now = datetime.now(timezone.utc) - timedelta(days=1)
+    with PostmanEmulator(EmulatorConfig(events=60, days=2, now=now, api_key=KEY)) as emu:
+        yield emu
+
+
+def postman_settings(emulator: PostmanEmulator) -> dict[str, Any]:
+    start = emulator.now - timedelta(days=3)
+    return {"base_url": emulator.url, "page_size": 20,
+            "backfill_start_time": start.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def test_the_plugin_is_registered_through_pytest11(pytestconfig: pytest.Config) -> None:
+    points = metadata.entry_points(group="pytest11")
+    assert any(ep.name == "plugin_host" and ep.value == "plugin_host.pytest_plugin"
+               for ep in points)
+    assert pytestconfig.pluginmanager.has_plugin("plugin_host")
+
+
+def test_run_input_runs_through_the_runner_with_a_real_state_file(
+    run_input: InputRunner, emulator: PostmanEmulator
+) -> None:
+    settings, secrets = postman_settings(emulator), {"api_key": KEY}
+    first = run_input(PostmanAuditInput, settings, secrets)
+    assert len(first.records) == 60
+    assert [len(p.records) for p in first.pages] == [20, 20, 20]
+    assert first.summary.records == 60 and first.summary.commits == 3
+    assert first.state_path.is_file() and first.state_path.read_bytes()[:15] == b"SQLite format 3"
+    assert first.checkpoint == json.loads(first.pages[-1].checkpoint_json or "null")
+    assert run_input.saved_checkpoint() == first.checkpoint
+    assert first.settings["lookback_minutes"] == 30  # manifest defaults filled in
+
+    emulator.add_events(3)
+    second = run_input(PostmanAuditInput, settings, secrets)
+    assert len(second.records) == 3
+
+    again = run_input(PostmanAuditInput, settings, secrets, checkpoint=None)
+    assert len(again.records) == 63
+
+
+def test_run_input_validates_settings_and_secrets_like_a_pipeline(
+    run_input: InputRunner, emulator: PostmanEmulator
+) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        run_input(PostmanAuditInput, {**postman_settings(emulator), "page_size": 0},
+                  {"api_key": "short"})
+    assert caught.value.errors == [
+        "$.input.settings.page_size: must be at least 1 (minimum)",
+        "$.input.secrets.api_key: must be at least 8 characters long (minLength)",
+    ]
+    assert "short" not in str(caught.value)
+
+
+class _Echo:
+    manifest = {
+        "name": "kit_echo",
+        "description": "Echoes nothing.",
+        "settings": {"type": "object", "properties": {}, "additionalProperties": False},
+    }
+
+    def __init__(self, settings: Any, secrets: Any, context: InputContext) -> None:
+        pass
+
+
+class _EchoPlugin:
+    @hookimpl
+    def plugin_host_register_inputs(self, register: Any) -> None:
+        register(_Echo)
+
+
+_SHARED: dict[str, Any] = {}
+
+
+def test_register_plugin_adds_a_plugin_as_discovery_would(register_plugin: Any) -> None:
+    registry = register_plugin(_EchoPlugin(), name="kit_echo_plugin", distribution="kit-dist")
+    found = registry.input("kit_echo")
+    assert (found.cls, found.plugin, found.distribution) == (_Echo, "kit_echo_plugin",
+                                                             "kit-dist")
+    _SHARED["registry"] = registry
+
+
+def test_register_plugin_removed_it_after_the_test() -> None:
+    registry = _SHARED["registry"]
+    assert "kit_echo" not in registry.inputs
+
+
+def test_register_plugin_reports_a_bad_plugin(register_plugin: Any) -> None:
+    class Bad:
+        @hookimpl
+        def plugin_host_register_inputz(self, register: Any) -> None:
+            """A misspelled hook."""
+
+    registry = register_plugin(Bad(), name="bad_one")
+    assert [f.plugin for f in registry.failures] == ["bad_one"]
+    assert "plugin_host_register_inputz" in registry.failures[0].reason
+
+
+def test_vcr_cassettes_hold_no_secret(
+    plugin_host_vcr: Any, emulator: PostmanEmulator, tmp_path: Path, run_input: InputRunner
+) -> None:
+    """Record a real run and a few hostile requests; the cassette holds no secret, and
+    replays the run with the upstream gone."""
+    settings, secrets = postman_settings(emulator), {"api_key": KEY}
+    recorder = plugin_host_vcr(PostmanAuditInput, secrets, cassette_library_dir=str(tmp_path))
+    with recorder.use_cassette("run.yaml"):
+        recorded = run_input(PostmanAuditInput, settings, secrets, checkpoint=None)
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"you_sent": str(request.url), "key": KEY},
+                              headers={"X-Echo": KEY})
+
+    with recorder.use_cassette("hostile.yaml"), httpx.Client(
+        transport=httpx.MockTransport(echo)
+    ) as client:
+        client.get("https://api.example.com/a", params={"apikey": KEY, "q": "1"})
+        client.get("https://api.example.com/b", params={"api_key": KEY})
+        client.get("https://api.example.com/c", headers={"Authorization": f"Bearer {KEY}",
+                                                          "X-Custom": KEY})
+        client.post("https://api.example.com/d", content=f"token={KEY}&x=1")
+
+    for name in ("run.yaml", "hostile.yaml"):
+        text = (tmp_path / name).read_text()
+        assert KEY not in text, f"{name} holds the secret"
+        assert "FILTERED" in text
+    assert "q=1" in (tmp_path / "hostile.yaml").read_text()
+
+    emulator.stop()
+    replay = plugin_host_vcr(PostmanAuditInput, secrets, cassette_library_dir=str(tmp_path),
+                             record_mode="none")
+    with replay.use_cassette("run.yaml"):
+        replayed = run_input(PostmanAuditInput, settings, secrets, checkpoint=None)
+    assert replayed.records == recorded.records
+
+
+def test_vcr_config_filters_declared_secrets_by_name(plugin_host_vcr_config: Any) -> None:
+    manifest = {
+        "name": "kit", "description": "d",
+        "settings": {"type": "object", "properties": {}, "additionalProperties": False},
+        "secrets": {"type": "object", "additionalProperties": False, "properties": {
+            "session_token": {"type": "string", "writeOnly": True, "description": "t"}}},
+    }
+    config = plugin_host_vcr_config(manifest, {"session_token": "s3cr3t-value"},
+                                    record_mode="none")
+    headers = {name for name, _ in config["filter_headers"]}
+    params = {name for name, _ in config["filter_query_parameters"]}
+    assert {"authorization", "x-api-key", "apikey", "session_token", "session-token"} <= headers
+    assert {"apikey", "api_key", "session_token"} <= params
+    assert config["record_mode"] == "none"
+
+
+CONTRACT_VICTIMS = '''
+import logging
+import secrets
+
+import pytest
+
+from plugin_host import AuthError, Page
+from plugin_host.contract import InputContract
+
+UPSTREAM = {"items": [], "key": ""}
+
+
+def item(i):
+    return {"id": i, "text": f"item {i}"}
+
+
+class ListInput:
+    manifest = {
+        "name": "list_input",
+        "description": "Items from a list.",
+        "settings": {"type": "object", "additionalProperties": False, "properties": {
+            "page_size": {"type": "integer", "default": 4, "description": "Per page."}}},
+        "secrets": {"type": "object", "additionalProperties": False, "required": ["api_key"],
+                    "properties": {"api_key": {"type": "string", "writeOnly": True,
+                                               "description": "The key."}}},
+    }
+
+    def __init__(self, settings, secrets, context):
+        self.page_size = settings["page_size"]
+        self.key = secrets["api_key"]
+        self.log = context.logger
+
+    def check(self):
+        if self.key != UPSTREAM["key"]:
+            raise AuthError("the key was refused")
+
+    def start(self, checkpoint):
+        return checkpoint["after"] if checkpoint else 0
+
+    def checkpoint(self, last, chunk, previous):
+        return {"version": 1, "after": last}
+
+    def read(self, checkpoint):
+        self.check()
+        items = [i for i in UPSTREAM["items"] if i["id"] > self.start(checkpoint)]
+        for at in range(0, len(items), self.page_size):
+            chunk = items[at:at + self.page_size]
+            checkpoint = self.checkpoint(chunk[-1]["id"], chunk, checkpoint)
+            yield Page(chunk, checkpoint)
+
+    def close(self):
+        pass
+
+
+class Redelivers(ListInput):
+    def start(self, checkpoint):
+        return 0
+
+
+class Mutates(ListInput):
+    def checkpoint(self, last, chunk, previous):
+        self.state = getattr(self, "state", {"version": 1, "after": 0})
+        self.state["after"] = last
+        return self.state
+
+
+class Tuples(ListInput):
+    def checkpoint(self, last, chunk, previous):
+        return {"version": 1, "after": last, "span": (chunk[0]["id"], last)}
+
+
+class Unversioned(ListInput):
+    def checkpoint(self, last, chunk, previous):
+        return {"after": last}
+
+
+class Grows(ListInput):
+    def checkpoint(self, last, chunk, previous):
+        seen = list(previous["seen"]) if previous else []
+        return {"version": 1, "after": last, "seen": seen + [i["id"] for i in chunk]}
+
+
+class Leaks(ListInput):
+    def check(self):
+        self.log.debug("calling with key %s", self.key)
+        super().check()
+
+
+class Trusting(ListInput):
+    def check(self):
+        pass
+
+
+class NotJson(ListInput):
+    def read(self, checkpoint):
+        for page in super().read(checkpoint):
+            yield Page([{**r, "seen": {1, 2}} for r in page.records], page.checkpoint)
+
+
+class Readable(ListInput):
+    manifest = {**ListInput.manifest, "name": "readable", "secrets": {
+        "type": "object", "additionalProperties": False,
+        "properties": {"api_key": {"type": "string", "description": "Not write-only."}}}}
+
+
+class ListContract(InputContract):
+    @pytest.fixture(autouse=True)
+    def upstream(self):
+        UPSTREAM["items"] = [item(i) for i in range(1, 11)]
+        UPSTREAM["key"] = "key-" + secrets.token_hex(8)
+        self.secrets = {"api_key": UPSTREAM["key"]}
+
+    def add_records(self, n):
+        start = len(UPSTREAM["items"]) + 1
+        new = [item(i) for i in range(start, start + n)]
+        UPSTREAM["items"] += new
+        return new
+
+
+for _cls in (ListInput, Redelivers, Mutates, Tuples, Unversioned, Grows, Leaks, Trusting,
+             NotJson, Readable):
+    globals()["Test" + _cls.__name__] = type("Test" + _cls.__name__, (ListContract,),
+                                             {"input_class": _cls})
+'''
+
+EXPECTED_FAILURES = {
+    "TestListInput": set(),
+    "TestRedelivers": {"test_second_run_delivers_only_new_records_once",
+                       "test_resume_from_round_tripped_checkpoints", "test_state_stays_bounded"},
+    "TestMutates": {"test_yielded_checkpoints_are_never_mutated"},
+    "TestTuples": {"test_checkpoints_are_json_and_versioned"},
+    "TestUnversioned": {"test_checkpoints_are_json_and_versioned"},
+    "TestGrows": {"test_state_stays_bounded"},
+    "TestLeaks": {"test_no_secret_in_logs_state_or_output"},
+    "TestTrusting": {"test_check_refuses_a_wrong_secret"},
+    "TestNotJson": {"test_records_are_json_objects"},
+    "TestReadable": {"test_manifest_is_valid_and_secrets_write_only"},
+}
+
+
+@pytest.mark.slow
+def test_the_contract_suite_fails_each_broken_rule(tmp_path: Path) -> None:
+    """A good input passes the whole suite; each broken input fails the test of its rule."""
+    (tmp_path / "test_victims.py").write_text(textwrap.dedent(CONTRACT_VICTIMS))
+    report = tmp_path / "report.xml"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+         f"--junitxml={report}", str(tmp_path / "test_victims.py")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert report.exists(), done.stdout + done.stderr
+    failed: dict[str, set[str]] = {name: set() for name in EXPECTED_FAILURES}
+    ran: dict[str, int] = dict.fromkeys(EXPECTED_FAILURES, 0)
+    for case in ET.parse(report).getroot().iter("testcase"):
+        cls = case.get("classname", "").rsplit(".", 1)[-1]
+        ran[cls] += 1
+        if case.find("failure") is not None or case.find("error") is not None:
+            failed[cls].add(case.get("name", ""))
+    suite = [n for n in dir(InputContract) if n.startswith("test_")]
+    assert set(ran.values()) == {len(suite)}, ran
+    assert failed["TestListInput"] == set(), done.stdout[-3000:]
+    for cls, expected in EXPECTED_FAILURES.items():
+        assert expected <= failed[cls], (cls, failed[cls])
