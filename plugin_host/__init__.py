@@ -7,7 +7,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from ._contract import Input, InputContext, Output, OutputContext, Page, RunStats
+import importlib as _importlib
+import typing as _typing
+
 from ._exceptions import (
     AuthError,
     ConfigError,
@@ -20,11 +22,40 @@ from ._exceptions import (
     UpstreamError,
     ValidationFailed,
 )
-from ._pipeline import Pipeline, load_pipeline
-from ._registry import Registry, discover
-from ._runner import CommitPolicy, RunSummary, run_once
-from ._state import StateStore
 from .hookspecs import hookimpl
+
+if _typing.TYPE_CHECKING:
+    from ._contract import Input, InputContext, Output, OutputContext, Page, RunStats
+    from ._pipeline import Pipeline, load_pipeline
+    from ._registry import Registry, discover
+    from ._runner import CommitPolicy, RunSummary, run_once
+    from ._state import StateStore
+
+# Imported on first use, so that importing plugin_host (the pytest plugin does, in every
+# test run of an environment that has it) does not pay for jsonschema and SQLite.
+_LAZY = {
+    "Input": "._contract", "InputContext": "._contract", "Output": "._contract",
+    "OutputContext": "._contract", "Page": "._contract", "RunStats": "._contract",
+    "Pipeline": "._pipeline", "load_pipeline": "._pipeline",
+    "Registry": "._registry", "discover": "._registry",
+    "CommitPolicy": "._runner", "RunSummary": "._runner", "run_once": "._runner",
+    "StateStore": "._state",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    """Import a public name from its module on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'plugin_host' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "AuthError",
