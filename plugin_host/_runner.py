@@ -17,8 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from ._contract import InputContext, OutputContext, RunStats
 from ._exceptions import ConfigError, LocalStorageError, PluginHostError, StopRequested
+from ._jsonl import loads
 from ._pipeline import Pipeline
 from ._secrets import redactor
 from ._state import StateStore
@@ -32,7 +35,7 @@ log = logging.getLogger("plugin_host.run")
 class CommitPolicy:
     """How often a run makes its output durable and commits the checkpoint."""
 
-    pages: int = 10
+    pages: int = 32
     seconds: float = 1.0
 
 
@@ -78,16 +81,19 @@ class RunSummary:
 def _checked(checkpoint: Mapping[str, Any], pipeline: Pipeline) -> dict[str, Any]:
     """A JSON round-trip of the checkpoint, refused if it is not JSON or holds a secret."""
     try:
-        text = json.dumps(checkpoint, sort_keys=True)
-    except (TypeError, ValueError) as exc:
-        raise PluginHostError(
-            f"input {pipeline.input.name} yielded a checkpoint that is not JSON ({exc})"
-        ) from None
-    if any(value in text for value in pipeline.secrets.values()):
+        data = orjson.dumps(checkpoint, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # keys that are not strings, integers beyond 64 bits: the slow path
+        try:
+            data = json.dumps(checkpoint, sort_keys=True, allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise PluginHostError(
+                f"input {pipeline.input.name} yielded a checkpoint that is not JSON ({exc})"
+            ) from None
+    if any(value.encode("utf-8") in data for value in pipeline.secrets.values()):
         raise PluginHostError(
             f"input {pipeline.input.name} put a secret into its checkpoint; it was not saved"
         )
-    result: dict[str, Any] = json.loads(text)
+    result: dict[str, Any] = loads(data)
     return result
 
 

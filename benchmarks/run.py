@@ -1,0 +1,706 @@
+"""Benchmark plugin-host's Postman audit input against its emulator and a bare loop.
+
+    python benchmarks/run.py                       # the full run (a few minutes)
+    python benchmarks/run.py --smoke               # every section on tiny data (< 60 s)
+    python benchmarks/run.py --events 20000,100000 --repeat 5 --json results.json
+
+Every measured program is a fresh child process (``python -m plugin_host run
+pipeline.yaml`` for the host, ``benchmarks/baseline.py`` for the bare loop), reaped with
+``os.wait4`` so its own wall time, CPU seconds and peak RSS are read, not the sum of all
+children. Each repetition gets a fresh state file and output. Sections:
+
+- backfill: every event of an emulator process (``python -m postman_audit.emulator``, so
+  its CPU is never counted), no rate limit, page size 300; host beside the bare loop.
+- rate limit: an in-process emulator enforcing 300 requests per ``--rate-window`` seconds,
+  the pipeline's ``rate_limit`` set to the same; the time from the first to the last
+  request against the ideal, and the 429s the emulator answered.
+- steady state: 10,000 events a day, a run every 5 emulated minutes (``advance`` +
+  ``add_events``), requests per run against ceil((new + lookback events) / page size) + 1.
+- start-up: from spawning the process to the emulator seeing its first request.
+- emulator alone: pages of 300 records per second served to a client that discards them.
+
+Each figure is the median of the repetitions, with (min-max) when there are several.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import contextlib
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+API_KEY = "PMAK-benchmark-key"
+UNLIMITED = {"requests": 1_000_000, "per_seconds": 1}
+DOC_RATE = 300  # the documented Postman limit: 300 requests per window
+LOOKBACK = 30 * 60  # the input's default lookback_minutes, in seconds
+LIMITER_MARGIN = 0.02  # plugin_host.http.RateLimiter's default: windows 2 % longer than said
+HEADERS = ("Section", "Measure", "Host", "Bare loop", "Host / bare", "Target")
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Proc:
+    """One measured child process."""
+
+    argv: list[str]
+    rc: int
+    wall: float
+    cpu: float
+    user: float
+    system: float
+    rss_mib: float
+    started: float
+    stdout: str
+    stderr: str
+
+
+def measure(argv: Sequence[str], cwd: Path, timeout: float = 900.0) -> Proc:
+    """Run ``argv`` in ``cwd`` and read its own rusage through ``os.wait4``."""
+    out_path, err_path = cwd / ".stdout", cwd / ".stderr"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        started = time.monotonic()
+        child = subprocess.Popen(list(argv), cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
+                                 stderr=err)
+        killer = threading.Timer(timeout, child.kill)
+        killer.start()
+        try:
+            _, status, usage = os.wait4(child.pid, 0)
+        finally:
+            killer.cancel()
+        wall = time.monotonic() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return Proc(
+        argv=list(argv), rc=child.returncode, wall=wall,
+        cpu=usage.ru_utime + usage.ru_stime, user=usage.ru_utime, system=usage.ru_stime,
+        rss_mib=usage.ru_maxrss / 1024.0,
+        started=started, stdout=out_path.read_text(errors="replace"),
+        stderr=err_path.read_text(errors="replace"),
+    )
+
+
+def checked(proc: Proc, what: str) -> Proc:
+    """``proc``, or an error naming ``what`` with the end of its stderr."""
+    if proc.rc != 0:
+        raise RuntimeError(f"{what} exited {proc.rc}:\n{proc.stderr[-2000:]}")
+    return proc
+
+
+_SUMMARY = re.compile(r"(\d+) records in (\d+) pages, (\d+) requests, ([\d.]+)s")
+_WAITS = re.compile(r"(\d+) retries, (\d+) rate-limit waits")
+_BARE = re.compile(r"(\d+) records, (\d+) requests")
+
+
+def host_summary(stderr: str) -> dict[str, int]:
+    """Records, pages, requests, retries and rate-limit waits from the host's summary line."""
+    found = _SUMMARY.findall(stderr)
+    if not found:
+        raise RuntimeError(f"no summary line in the host's stderr:\n{stderr[-2000:]}")
+    records, pages, requests, _ = found[-1]
+    waits = _WAITS.findall(stderr)
+    retries, rate_waits = waits[-1] if waits else ("0", "0")
+    return {"records": int(records), "pages": int(pages), "requests": int(requests),
+            "retries": int(retries), "rate_limit_waits": int(rate_waits)}
+
+
+def count_lines(path: Path) -> int:
+    """Newlines in ``path`` (0 when it does not exist)."""
+    if not path.exists():
+        return 0
+    lines = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            lines += chunk.count(b"\n")
+    return lines
+
+
+@dataclass
+class Stat:
+    """Repetitions of one figure."""
+
+    values: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values) if self.values else math.nan
+
+    def fmt(self, digits: int = 2, unit: str = "") -> str:
+        if not self.values:
+            return "n/a"
+        text = f"{self.median:,.{digits}f}{unit}"
+        if len(self.values) > 1 and min(self.values) != max(self.values):
+            text += f" ({min(self.values):,.{digits}f}–{max(self.values):,.{digits}f})"
+        return text
+
+
+def ratio(a: float, b: float) -> str:
+    """``a / b`` as ``1.23×``."""
+    return "n/a" if not b or math.isnan(a) or math.isnan(b) else f"{a / b:.2f}×"
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+def day_of(moment: datetime) -> str:
+    """``YYYY-MM-DD`` of ``moment``."""
+    return moment.strftime("%Y-%m-%d")
+
+
+def write_pipeline(folder: Path, url: str, start: datetime, page_size: int,
+                   rate: dict[str, float]) -> Path:
+    """A jsonl pipeline of the Postman input in ``folder``; returns the pipeline file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key = folder / "api-key.txt"
+    key.write_text(API_KEY + "\n")
+    key.chmod(0o600)
+    doc = {
+        "version": 1,
+        "name": "bench",
+        "input": {
+            "type": "postman_audit",
+            "settings": {
+                "base_url": url,
+                "backfill_start_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "page_size": page_size,
+                "rate_limit": rate,
+            },
+            "secrets": {"api_key": {"file": key.name}},
+        },
+        "output": {"type": "jsonl", "settings": {"path": "events.jsonl"}},
+        "state": {"path": "state.db"},
+    }
+    path = folder / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def host_argv() -> list[str]:
+    return [PY, "-m", "plugin_host", "run", "pipeline.yaml"]
+
+
+def baseline_argv(url: str, since: str, page_size: int) -> list[str]:
+    return [PY, str(HERE / "baseline.py"), "--url", url, "--api-key", API_KEY,
+            "--since", since, "--out", "events.jsonl", "--page-size", str(page_size)]
+
+
+def run_host(work: Path, url: str, start: datetime, page_size: int,
+             rate: dict[str, float]) -> dict[str, Any]:
+    """One host run in a fresh folder; the folder is removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="host-", dir=work))
+    try:
+        write_pipeline(folder, url, start, page_size, rate)
+        proc = checked(measure(host_argv(), folder), "plugin-host run")
+        return {**asdict(proc), **host_summary(proc.stderr),
+                "lines": count_lines(folder / "events.jsonl")}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_baseline(work: Path, url: str, start: datetime, page_size: int) -> dict[str, Any]:
+    """One bare-loop run in a fresh folder; the folder is removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="bare-", dir=work))
+    try:
+        proc = checked(measure(baseline_argv(url, day_of(start), page_size), folder),
+                       "baseline")
+        found = _BARE.findall(proc.stderr)
+        records, requests = (int(x) for x in found[-1])
+        return {**asdict(proc), "records": records, "requests": requests,
+                "lines": count_lines(folder / "events.jsonl")}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds a running process has used so far (from /proc; NaN where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class EmulatorProcess:
+    """The URL and pid of an emulator running in its own process."""
+
+    url: str
+    pid: int
+
+    def cpu(self) -> float:
+        return process_cpu(self.pid)
+
+
+@contextlib.contextmanager
+def emulator_process(events: int, days: int, now: datetime) -> Iterator[EmulatorProcess]:
+    """``python -m postman_audit.emulator`` in its own process, serving on loopback."""
+    argv = [PY, "-m", "postman_audit.emulator", "--port", "0", "--events", str(events),
+            "--days", str(days), "--now", now.isoformat(), "--api-key", API_KEY]
+    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        url = child.stdout.readline().strip()
+        if not url.startswith("http://"):
+            _, err = child.communicate(timeout=10)
+            raise RuntimeError(f"the emulator did not start:\n{err[-2000:]}")
+        yield EmulatorProcess(url, child.pid)
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        for stream in (child.stdout, child.stderr):
+            if stream is not None:
+                stream.close()
+
+
+class _TimedLog(deque[Any]):
+    """A stand-in for the emulator's ``requests_log`` that also notes when each came."""
+
+    def __init__(self, maxlen: int) -> None:
+        super().__init__(maxlen=maxlen)
+        self.times: list[float] = []
+
+    def append(self, item: Any) -> None:
+        if item and item[0].rstrip("/") == "/audit/logs":
+            self.times.append(time.monotonic())
+        super().append(item)
+
+
+@contextlib.contextmanager
+def emulator_in_process(**config: Any) -> Iterator[tuple[Any, _TimedLog]]:
+    """A ``PostmanEmulator`` in this process whose /audit/logs requests are timestamped."""
+    from postman_audit.emulator import EmulatorConfig, PostmanEmulator
+
+    emulator = PostmanEmulator(EmulatorConfig(api_key=API_KEY, **config))
+    log = _TimedLog(maxlen=emulator.requests_log.maxlen or 10000)
+    emulator.requests_log = log
+    with emulator:
+        yield emulator, log
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass
+class Report:
+    """The table rows and the raw data behind them."""
+
+    rows: list[tuple[str, ...]] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def row(self, *cells: str) -> None:
+        self.rows.append(tuple(cells) + ("",) * (len(HEADERS) - len(cells)))
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def section_backfill(args: argparse.Namespace, work: Path, report: Report) -> None:
+    """Full backfills, host beside the bare loop, on the same emulator process."""
+    now = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    days = 30
+    start = (now - timedelta(days=days + 1)).replace(hour=0, minute=0, second=0)
+    page = args.page_size
+    raw: dict[str, Any] = {}
+    warmed = False
+    served_at: tuple[int, tuple[Stat, Stat]] | None = None
+    pages_per_s: dict[int, tuple[float, float]] = {}
+    rss_by_size: dict[int, Stat] = {}
+    emulator_size = min(args.sizes, key=lambda n: abs(n - 100_000))
+    for n in args.sizes:
+        say(f"backfill {n:,} events: starting the emulator")
+        runs: dict[str, list[dict[str, Any]]] = {"host": [], "bare": []}
+        with emulator_process(n, days, now) as emulator:
+            url = emulator.url
+            if not warmed:  # page cache, .pyc files: not part of any figure
+                run_host(work, url, start, page, UNLIMITED)
+                run_baseline(work, url, start, page)
+                warmed = True
+            for rep in range(args.repeat):
+                say(f"  repetition {rep + 1}/{args.repeat}")
+                for kind in ("host", "bare"):
+                    before = emulator.cpu()
+                    run = (run_host(work, url, start, page, UNLIMITED) if kind == "host"
+                           else run_baseline(work, url, start, page))
+                    run["emulator_cpu"] = emulator.cpu() - before
+                    runs[kind].append(run)
+            if n == emulator_size and "emulator" in args.sections:
+                served_at = (n, section_emulator(args, url, start, n, report))
+        raw[str(n)] = runs
+        for kind, rs in runs.items():
+            for r in rs:
+                if r["lines"] != n or r["records"] != n:
+                    report.notes.append(f"backfill {n}: {kind} wrote {r['lines']} lines "
+                                        f"({r['records']} records), expected {n}")
+        h, b = runs["host"], runs["bare"]
+        wall_h, wall_b = Stat([r["wall"] for r in h]), Stat([r["wall"] for r in b])
+        cpu_h = Stat([r["cpu"] * 100_000 / n for r in h])
+        cpu_b = Stat([r["cpu"] * 100_000 / n for r in b])
+        rss_h, rss_b = Stat([r["rss_mib"] for r in h]), Stat([r["rss_mib"] for r in b])
+        rss_by_size[n] = rss_h
+        eps_h = Stat([n / r["wall"] for r in h])
+        eps_b = Stat([n / r["wall"] for r in b])
+        req_h, req_b = Stat([r["requests"] for r in h]), Stat([r["requests"] for r in b])
+        emu_h = Stat([r["emulator_cpu"] for r in h if not math.isnan(r["emulator_cpu"])])
+        emu_b = Stat([r["emulator_cpu"] for r in b if not math.isnan(r["emulator_cpu"])])
+        pages_per_s[n] = (Stat([r["requests"] / r["wall"] for r in h]).median,
+                          Stat([r["requests"] / r["wall"] for r in b]).median)
+        label = f"backfill {n:,}"
+        target = "≤ 1.25× at 100k" if n == 100_000 else ""
+        report.row(label, "wall time, s", wall_h.fmt(2), wall_b.fmt(2),
+                   ratio(wall_h.median, wall_b.median), target)
+        report.row(label, "events/s", eps_h.fmt(0), eps_b.fmt(0),
+                   ratio(eps_h.median, eps_b.median))
+        report.row(label, "CPU s per 100k events", cpu_h.fmt(2), cpu_b.fmt(2),
+                   ratio(cpu_h.median, cpu_b.median))
+        report.row(label, "peak RSS, MiB", rss_h.fmt(1), rss_b.fmt(1),
+                   ratio(rss_h.median, rss_b.median))
+        report.row(label, "requests", req_h.fmt(0), req_b.fmt(0),
+                   ratio(req_h.median, req_b.median))
+        report.row(label, "emulator's CPU s during the run", emu_h.fmt(2), emu_b.fmt(2))
+    report.raw["backfill"] = raw
+    if len(rss_by_size) >= 2:
+        small, large = min(rss_by_size), max(rss_by_size)
+        growth = rss_by_size[large].median - rss_by_size[small].median
+        report.row("backfill", f"peak RSS growth {small:,} → {large:,}, MiB",
+                   f"{growth:+.1f}", "", "", "≤ 10 MiB")
+        report.raw["rss_growth_mib"] = growth
+    if served_at is not None:
+        n, (pages_s, records_s) = served_at
+        host_pps, bare_pps = pages_per_s[n]
+        report.row("emulator alone", f"pages of {page}/s to a null client ({n:,} events)",
+                   pages_s.fmt(0), "", f"backfill used: host {host_pps:.0f}/s, bare "
+                   f"{bare_pps:.0f}/s", "never the bottleneck")
+        report.row("emulator alone", "records/s served to a null client", records_s.fmt(0))
+
+
+def section_emulator(args: argparse.Namespace, url: str, start: datetime, events: int,
+                     report: Report) -> tuple[Stat, Stat]:
+    """Pages of ``page_size`` records per second served to a client that discards them."""
+    pages_s, records_s = Stat(), Stat()
+    params = {"orderBy": "desc", "limit": args.page_size, "since": day_of(start)}
+    with httpx.Client(base_url=url, headers={"X-API-Key": API_KEY}) as client:
+        for _ in range(args.repeat):
+            pages = records = 0
+            query: dict[str, Any] = dict(params)
+            began = time.monotonic()
+            while time.monotonic() - began < args.emulator_seconds:
+                response = client.get("/audit/logs", params=query)
+                body = response.content
+                pages += 1
+                records += body.count(b'"timestamp"')
+                match = re.search(rb'"nextCursor":(\d+)\}$', body)
+                if match:
+                    query["cursor"] = match.group(1).decode()
+                else:
+                    query = dict(params)
+            elapsed = time.monotonic() - began
+            pages_s.values.append(pages / elapsed)
+            records_s.values.append(records / elapsed)
+    report.raw["emulator"] = {"events": events, "pages_per_s": pages_s.values,
+                              "records_per_s": records_s.values}
+    return pages_s, records_s
+
+
+def section_rate(args: argparse.Namespace, work: Path, report: Report) -> None:
+    """A backfill under the documented limit (300 per window), the window scaled down."""
+    window, page, events = args.rate_window, args.rate_page_size, args.rate_events
+    now = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    start = (now - timedelta(days=31)).replace(hour=0, minute=0, second=0)
+    rate = {"requests": DOC_RATE, "per_seconds": window}
+    say(f"rate limit: {events:,} events, page size {page}, {DOC_RATE} requests per {window:g} s")
+    spans, ideals, naives, walls, overs = Stat(), Stat(), Stat(), Stat(), Stat()
+    margined, overs_margined = Stat(), Stat()
+    got429, waits, reqs = Stat(), Stat(), Stat()
+    raw = []
+    with emulator_in_process(events=events, days=30, now=now, rate_limit=DOC_RATE,
+                             rate_window=window) as (emulator, log):
+        for rep in range(args.repeat):
+            time.sleep(window * 1.1)  # a fresh fixed window at the emulator
+            say(f"  repetition {rep + 1}/{args.repeat}")
+            log.times.clear()
+            before = emulator.status_counts[429]
+            run = run_host(work, emulator.url, start, page, rate)
+            n = run["requests"]
+            times = list(log.times)
+            full = min(DOC_RATE, n)
+            pace = (times[full - 1] - times[0]) / (full - 1) if full > 1 else 0.0
+            bursts = math.ceil(n / DOC_RATE)
+            last = n - (bursts - 1) * DOC_RATE
+            ideal = (bursts - 1) * window + (last - 1) * pace
+            with_margin = (bursts - 1) * window * (1 + LIMITER_MARGIN) + (last - 1) * pace
+            span = times[-1] - times[0]
+            count429 = emulator.status_counts[429] - before
+            raw.append({**run, "span": span, "ideal": ideal, "ideal_with_margin": with_margin,
+                        "pace": pace, "429": count429})
+            spans.values.append(span)
+            ideals.values.append(ideal)
+            naives.values.append(n / DOC_RATE * window)
+            walls.values.append(run["wall"])
+            overs.values.append(100.0 * (span / ideal - 1) if ideal else math.nan)
+            margined.values.append(with_margin)
+            overs_margined.values.append(100.0 * (span / with_margin - 1)
+                                         if with_margin else math.nan)
+            got429.values.append(count429)
+            waits.values.append(run["rate_limit_waits"])
+            reqs.values.append(n)
+    report.raw["rate_limit"] = {"window": window, "page_size": page, "events": events,
+                                "runs": raw}
+    label = f"rate limit {DOC_RATE}/{window:g}s"
+    report.row(label, f"requests ({events:,} events, page {page})", reqs.fmt(0))
+    report.row(label, "first → last request, s", spans.fmt(2), "",
+               f"{ratio(spans.median, ideals.median)} of ideal", "≤ 1.05× ideal")
+    report.row(label, "ideal: (⌈N/300⌉−1)·W + last burst at free pace, s", ideals.fmt(2))
+    report.row(label, "naive N/300·W, s", naives.fmt(2))
+    report.row(label, "over ideal, %", overs.fmt(1), "", "", "≤ 5 %")
+    report.row(label, f"ideal with the limiter's {LIMITER_MARGIN:.0%} margin, s", margined.fmt(2))
+    report.row(label, "over ideal with margin, %", overs_margined.fmt(1))
+    report.row(label, "process wall time, s", walls.fmt(2))
+    report.row(label, "429s answered by the emulator", got429.fmt(0), "", "", "0")
+    report.row(label, "host's rate-limit waits (after a 429)", waits.fmt(0), "", "", "0")
+
+
+def section_steady(args: argparse.Namespace, work: Path, report: Report) -> None:
+    """10,000 events a day, a run every 5 minutes, page sizes 100 and 300."""
+    from postman_audit.timeutil import epoch_of
+
+    per_day, every = 10_000, timedelta(minutes=5)
+    days, ticks = args.steady_days, args.steady_runs
+    warmup = math.ceil(LOOKBACK / every.total_seconds())  # until the lookback holds only ours
+    new_per_run = round(per_day * every.total_seconds() / 86400)
+    now = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=6)
+    start = (now - timedelta(days=days + 1)).replace(hour=0, minute=0, second=0)
+    sizes = (100, 300)
+    say(f"steady state: {per_day * days:,} events over {days} days, then {warmup} + {ticks} "
+        f"runs of +{new_per_run} events every 5 min")
+    folders = {p: Path(tempfile.mkdtemp(prefix=f"steady{p}-", dir=work)) for p in sizes}
+    requests: dict[int, Stat] = {p: Stat() for p in sizes}
+    bounds: dict[int, Stat] = {p: Stat() for p in sizes}
+    walls: dict[int, Stat] = {p: Stat() for p in sizes}
+    cpus: dict[int, Stat] = {p: Stat() for p in sizes}
+    over: dict[int, int] = dict.fromkeys(sizes, 0)
+    raw: dict[str, Any] = {str(p): [] for p in sizes}
+    try:
+        with emulator_in_process(events=per_day * days, days=days, now=now) as (emulator, _):
+            stamps = sorted(t for e in emulator.events
+                            if (t := epoch_of(e.get("timestamp"))) is not None)
+            for p in sizes:
+                write_pipeline(folders[p], emulator.url, start, p, UNLIMITED)
+                first = checked(measure(host_argv(), folders[p]), "initial backfill")
+                raw[str(p)].append({"initial": True, **host_summary(first.stderr),
+                                    "wall": first.wall})
+            for tick in range(-warmup, ticks):
+                high_water = stamps[-1]
+                in_lookback = len(stamps) - bisect.bisect_left(stamps, high_water - LOOKBACK)
+                emulator.advance(every)
+                added = emulator.add_events(new_per_run)
+                stamps.extend(sorted(t for e in added
+                                     if (t := epoch_of(e.get("timestamp"))) is not None))
+                for p in sizes:
+                    bound = math.ceil((len(added) + in_lookback) / p) + 1
+                    proc = checked(measure(host_argv(), folders[p]), f"steady run {tick}")
+                    summary = host_summary(proc.stderr)
+                    if summary["records"] != len(added):
+                        report.notes.append(
+                            f"steady page {p} run {tick}: delivered {summary['records']} "
+                            f"records, {len(added)} were added")
+                    over[p] += summary["requests"] > bound
+                    raw[str(p)].append({"tick": tick, "new": len(added),
+                                        "lookback_events": in_lookback, "bound": bound,
+                                        **summary, "wall": proc.wall, "cpu": proc.cpu})
+                    if tick < 0:  # the lookback still holds the generated history
+                        continue
+                    requests[p].values.append(summary["requests"])
+                    bounds[p].values.append(bound)
+                    walls[p].values.append(proc.wall)
+                    cpus[p].values.append(proc.cpu)
+    finally:
+        for folder in folders.values():
+            shutil.rmtree(folder, ignore_errors=True)
+    report.raw["steady"] = raw
+    for p in sizes:
+        label = f"steady, page {p}"
+        report.row(label, f"requests per run (last {ticks} runs, +{new_per_run} events each)",
+                   requests[p].fmt(0), "", f"bound {bounds[p].fmt(0)}",
+                   "≤ ⌈(new + lookback)/page⌉ + 1")
+        report.row(label, "runs over the bound (all runs)", f"{over[p]} of {warmup + ticks}",
+                   "", "", "0")
+        report.row(label, "wall time per run, s", walls[p].fmt(2))
+        report.row(label, "CPU s per run", cpus[p].fmt(2))
+
+
+def section_startup(args: argparse.Namespace, work: Path, report: Report) -> None:
+    """From spawning the process to the emulator seeing its first /audit/logs request."""
+    now = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    start = (now - timedelta(days=2)).replace(hour=0, minute=0, second=0)
+    host, bare, host_wall, bare_wall = Stat(), Stat(), Stat(), Stat()
+    say("start-up")
+    with emulator_in_process(events=300, days=1, now=now) as (emulator, log):
+        url = emulator.url
+        run_host(work, url, start, 300, UNLIMITED)  # warm-up
+        run_baseline(work, url, start, 300)
+        for _ in range(max(args.repeat, 3)):
+            for stat, wall, runner in (
+                (host, host_wall, lambda: run_host(work, url, start, 300, UNLIMITED)),
+                (bare, bare_wall, lambda: run_baseline(work, url, start, 300)),
+            ):
+                log.times.clear()
+                run = runner()
+                stat.values.append(1000 * (log.times[0] - run["started"]))
+                wall.values.append(1000 * run["wall"])
+    report.raw["startup_ms"] = {"host": host.values, "bare": bare.values,
+                                "host_wall": host_wall.values, "bare_wall": bare_wall.values}
+    report.row("start-up", "spawn → first request, ms", host.fmt(0), bare.fmt(0),
+               ratio(host.median, bare.median))
+    report.row("start-up", "whole run of 300 events, ms", host_wall.fmt(0), bare_wall.fmt(0),
+               ratio(host_wall.median, bare_wall.median))
+
+
+# --------------------------------------------------------------------------- output
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    import httpx as _httpx
+    import orjson
+
+    tree = ""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        tree = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=HERE.parent,
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+    return {
+        "tree": tree,
+        "nproc": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu": model,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "httpx": _httpx.__version__,
+        "orjson": orjson.__version__,
+    }
+
+
+def table(rows: list[tuple[str, ...]]) -> str:
+    """A Markdown table, columns padded."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    return "\n".join([line(HEADERS), line(["-" * w for w in widths]),
+                      *(line(r) for r in rows)])
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark plugin-host's Postman input against its emulator and a bare loop.")
+    parser.add_argument("--events", default="20000,100000,300000",
+                        help="backfill sizes, comma-separated (default 20000,100000,300000)")
+    parser.add_argument("--repeat", type=int, default=3, help="repetitions per figure (3)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="every section on a few thousand events, once (checks the script)")
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--sections", default="backfill,emulator,rate,steady,startup",
+                        help="which sections to run (default: all)")
+    parser.add_argument("--page-size", type=int, default=300, help="backfill page size (300)")
+    parser.add_argument("--rate-window", type=float, default=2.0,
+                        help="seconds per 300 requests in the rate-limit section (2.0)")
+    parser.add_argument("--rate-events", type=int, default=100_000)
+    parser.add_argument("--rate-page-size", type=int, default=100)
+    parser.add_argument("--steady-days", type=int, default=2)
+    parser.add_argument("--steady-runs", type=int, default=12)
+    parser.add_argument("--emulator-seconds", type=float, default=2.0)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.events, args.repeat = "2000,5000", 1
+        args.rate_window, args.rate_events, args.rate_page_size = 0.5, 4000, 10
+        args.steady_days, args.steady_runs, args.emulator_seconds = 1, 3, 0.5
+    args.sizes = [int(x.replace("_", "")) for x in args.events.split(",") if x.strip()]
+    args.sections = {s.strip() for s in args.sections.split(",") if s.strip()}
+    if args.repeat < 1 or not args.sizes:
+        parser.error("--repeat must be >= 1 and --events must name a size")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    info = machine()
+    load_before = os.getloadavg()
+    report = Report()
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="plugin-host-bench-") as tmp:
+        work = Path(tmp)
+        if "backfill" in args.sections or "emulator" in args.sections:
+            section_backfill(args, work, report)
+        if "rate" in args.sections:
+            section_rate(args, work, report)
+        if "steady" in args.sections:
+            section_steady(args, work, report)
+        if "startup" in args.sections:
+            section_startup(args, work, report)
+    took = time.monotonic() - began
+    info["loadavg_before"], info["loadavg_after"] = load_before, os.getloadavg()
+    print(f"machine: {info['nproc']} CPUs ({info['cpu']}), {info['implementation']} "
+          f"{info['python']}, httpx {info['httpx']}, orjson {info['orjson']}, "
+          f"{info['platform']}; tree {info['tree'] or '?'}; "
+          f"load average {load_before[0]:.2f} before, {info['loadavg_after'][0]:.2f} after")
+    print(f"median of {args.repeat} repetition{'s' if args.repeat > 1 else ''} "
+          f"(min–max){' [smoke: sizes and speed not meaningful]' if args.smoke else ''}; "
+          f"took {took:.0f} s")
+    if load_before[0] > 0.5:
+        print(f"WARNING: the load average was {load_before[0]:.2f} on {info['nproc']} CPUs "
+              "before the run: if other processes kept competing for the CPU, wall times (and "
+              "ratios of them) are inflated and noisy; CPU seconds, RSS and request counts hold")
+    print()
+    print(table(report.rows))
+    for note in report.notes:
+        print(f"NOTE: {note}")
+    if args.json:
+        args.json.write_text(json.dumps(
+            {"machine": info, "args": {k: (sorted(v) if isinstance(v, set) else
+                                           str(v) if isinstance(v, Path) else v)
+                                       for k, v in vars(args).items()},
+             "seconds": took, "headers": HEADERS, "rows": report.rows, "notes": report.notes,
+             "raw": report.raw}, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
