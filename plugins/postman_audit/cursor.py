@@ -13,7 +13,13 @@ Exactly once:
 - An interrupted sweep resumes from its saved ``cursor`` (the API's ``nextCursor`` after
   the last committed page). If the API refuses that cursor, it rescans from the day of
   ``lower`` and skips what the sweep already passed (``lower`` and ``at_lower``).
-- Within a sweep a rolling window of recent keys drops a page the upstream repeats.
+- Within a sweep a rolling window of recent keys drops a page the upstream repeats, and a
+  resumed sweep also skips what it delivered before it was interrupted (``recent``).
+- An event stamped more than ``FUTURE_SKEW`` ahead of now is delivered, but does not become
+  the high water (it would move every later target past real events).
+- Pages that stop going back in time (one second forever, or a cycle of pages under new
+  cursors) are a loop: stopped after ``MAX_SAME_SECOND`` events, ``STALL_PAGES`` pages, or
+  ``IDLE_PAGES`` pages that only repeat this run's events.
 
 Nothing here does I/O; ``PostmanAuditInput`` feeds pages in and yields what comes out.
 """
@@ -41,8 +47,10 @@ __all__ = [
 
 CHECKPOINT_VERSION = 1
 WINDOW_KEYS = 5000          # keys remembered within a sweep to drop repeated pages
-MAX_SAME_SECOND = 100_000   # more events than this in one second is taken as a loop
-STALL_PAGES = 1000          # pages in a row without moving down is taken as a loop
+MAX_SAME_SECOND = 10_000    # more events than this in one second is taken as a loop
+STALL_PAGES = 1000          # pages in a row that reach no older event are taken as a loop
+IDLE_PAGES = 20             # ... or 20 that only repeat events already paged in this run
+FUTURE_SKEW = 300           # events stamped further ahead of now do not move the high water
 
 
 def record_key(record: Any) -> str:
@@ -58,7 +66,8 @@ def record_key(record: Any) -> str:
     import json
 
     text = json.dumps(record, sort_keys=True, default=str, ensure_ascii=False)
-    return "h:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+    # surrogatepass: a lone surrogate (valid JSON text) must not crash the run
+    return "h:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
 @dataclass
@@ -160,10 +169,11 @@ class Cursor:
             return
         if sweep.top is not None:
             self.high_water = max(self.high_water or sweep.top, sweep.top)
+        merged = {**self.seen, **sweep.recent}  # without a high water: only future-stamped
         if self.high_water is not None:
             keep_from = self.high_water - lookback
-            merged = {**self.seen, **sweep.recent}
-            self.seen = {k: t for k, t in merged.items() if t >= keep_from}
+            merged = {k: t for k, t in merged.items() if t >= keep_from}
+        self.seen = merged
         self.sweep = None
 
 
@@ -195,10 +205,15 @@ class SweepWalker:
         )
         self._window: collections.deque[str] = collections.deque()
         self._window_set: set[str] = set()
-        self._cursors: set[str] = set()
+        # the saved cursor a resumed sweep starts from counts as used: its return is a loop
+        self._cursors: set[str] = set() if self.sweep.cursor is None else {
+            repr(self.sweep.cursor)}
         self._last_page: tuple[str, ...] | None = None
         self._old_run = 0
-        self._stalled = 0
+        self._lowest: int | None = None   # the oldest time this run's pages reached
+        self._stalled = 0                 # pages in a row that reached no older time
+        self._stalled_events = 0          # events on those pages
+        self._idle = 0                    # stalled pages that only repeat this run's events
 
     def use_cursor(self, cursor: str | int | None) -> None:
         """Note the API cursor that fetches the next page; a repeat is a loop."""
@@ -227,7 +242,8 @@ class SweepWalker:
         self._last_page = keys
         sweep, seen = self.sweep, self.cursor.seen
         target = sweep.target
-        before = sweep.lower
+        lowest = self._lowest
+        repeats_only = True  # every event of the page was already on a page of this run
         deliver: list[Mapping[str, Any]] = []
         for record, key in zip(records, keys, strict=True):
             ts = epoch_of(record.get("timestamp")) if isinstance(record, Mapping) else None
@@ -237,14 +253,25 @@ class SweepWalker:
                 self._old_run += 1
                 continue
             self._old_run = 0
-            if sweep.top is None or ts > sweep.top:
-                sweep.top = ts
             if self.skipping:
+                # A rescan passes again what the sweep had passed, and events newer than its
+                # top: the next sweep collects those (its target is below this top), so they
+                # must not raise the top, or the next target would pass over them.
                 assert sweep.lower is not None
                 if ts > sweep.lower or (ts == sweep.lower and key in sweep.at_lower):
                     continue
                 self.skipping = False
-            duplicate = key in seen or key in self._window_set or (
+            # An event stamped in the future (a clock gone wrong upstream) is delivered, but
+            # must not become the high water: the next target would pass over real events.
+            if (sweep.top is None or ts > sweep.top) and ts <= self.now + FUTURE_SKEW:
+                sweep.top = ts
+            if self._lowest is None or ts < self._lowest:
+                self._lowest = ts
+            if key not in self._window_set:
+                repeats_only = False
+            # ``recent`` holds what this sweep delivered before it was interrupted: a resumed
+            # sweep whose upstream serves those again (a loop, a cursor that went back) skips them
+            duplicate = key in seen or key in self._window_set or key in sweep.recent or (
                 ts == sweep.lower and key in sweep.at_lower)
             if ts != sweep.lower:
                 sweep.lower, sweep.at_lower = ts, set()
@@ -257,19 +284,26 @@ class SweepWalker:
             if duplicate:
                 continue
             self._remember(key)
-            if ts >= sweep.top - self.lookback:
+            if sweep.top is None or ts >= sweep.top - self.lookback:
                 sweep.recent[key] = ts
             deliver.append(record)
         if sweep.top is not None and sweep.recent:
             floor = sweep.top - self.lookback
             if len(sweep.recent) > 2 * WINDOW_KEYS:
                 sweep.recent = {k: t for k, t in sweep.recent.items() if t >= floor}
-        still = before is not None and sweep.lower == before and not self.skipping
+        # Newest first, every page must reach further back in time, or (a same-second
+        # burst) stay at its oldest second; pages that reach nothing older, whether they
+        # repeat one second or go round a cycle of pages, are a loop past these bounds.
+        still = lowest is not None and self._lowest == lowest and not self.skipping
         self._stalled = self._stalled + 1 if still else 0
-        if self._stalled >= STALL_PAGES:
+        self._stalled_events = self._stalled_events + len(records) if still else 0
+        self._idle = self._idle + 1 if still and repeats_only else 0
+        if (self._stalled >= STALL_PAGES or self._stalled_events > MAX_SAME_SECOND
+                or self._idle >= IDLE_PAGES):
             raise ProtocolError(
-                f"Postman pagination did not move for {STALL_PAGES} pages; stopped rather "
-                "than loop"
+                f"Postman pagination did not move back in time for {self._stalled} pages "
+                f"({self._stalled_events} events, {self._idle} pages of repeats); "
+                "stopped rather than loop"
             )
         done = not records or not has_next or self._old_run >= 2
         return PageOutcome(deliver, done)
