@@ -55,6 +55,10 @@ FUTURE_SKEW = 300           # events stamped further ahead of now do not move th
 
 def record_key(record: Any) -> str:
     """A record's identity: its ``id`` (``123`` and ``"123"`` alike), else a content hash."""
+    if type(record) is dict:  # the common case, without the ABC check
+        ident = record.get("id")
+        if type(ident) is int:
+            return str(ident)
     if isinstance(record, Mapping):
         ident = record.get("id")
         if isinstance(ident, bool):
@@ -246,7 +250,8 @@ class SweepWalker:
         repeats_only = True  # every event of the page was already on a page of this run
         deliver: list[Mapping[str, Any]] = []
         for record, key in zip(records, keys, strict=True):
-            ts = epoch_of(record.get("timestamp")) if isinstance(record, Mapping) else None
+            ts = epoch_of(record.get("timestamp")) if (
+                type(record) is dict or isinstance(record, Mapping)) else None
             if ts is None:  # no usable time: it sits where the stream is
                 ts = sweep.lower if sweep.lower is not None else (sweep.top or self.now)
             if ts < target:

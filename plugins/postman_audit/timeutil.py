@@ -43,16 +43,46 @@ def parse_start(text: str) -> datetime:
     return value.replace(tzinfo=timezone.utc)
 
 
-_EPOCH_CACHE: dict[str, int] = {}
+_DAY_EPOCH: dict[str, int] = {}  # "YYYY-MM-DD" -> epoch of its midnight; one entry a day
+
+
+def _fast_epoch(ts: str) -> int | None:
+    """The API's own shape, ``YYYY-MM-DDTHH:MM:SS[.fff]Z``, without building a datetime."""
+    if len(ts) < 20 or ts[10] not in "Tt" or ts[13] != ":" or ts[16] != ":":
+        return None
+    tail = ts[19:]
+    if tail not in ("Z", "z") and not (
+        tail[0] == "." and tail[-1] in "Zz" and tail[1:-1].isdigit()
+    ):
+        return None
+    clock = ts[11:13] + ts[14:16] + ts[17:19]
+    if not (clock.isdigit() and clock.isascii()):
+        return None
+    hours, minutes, seconds = int(clock[:2]), int(clock[2:4]), int(clock[4:])
+    if hours > 23 or minutes > 59 or seconds > 59:
+        return None
+    day = ts[:10]
+    midnight = _DAY_EPOCH.get(day)
+    if midnight is None:
+        try:
+            parsed = date.fromisoformat(day)
+        except ValueError:
+            return None
+        midnight = int(datetime(parsed.year, parsed.month, parsed.day,
+                                tzinfo=timezone.utc).timestamp())
+        if len(_DAY_EPOCH) > 4096:
+            _DAY_EPOCH.clear()
+        _DAY_EPOCH[day] = midnight
+    return midnight + hours * 3600 + minutes * 60 + seconds
 
 
 def epoch_of(timestamp: object) -> int | None:
     """Whole epoch seconds of an API timestamp (``2026-06-15T16:24:56.000Z``); None if unusable."""
-    if not isinstance(timestamp, str):
+    if type(timestamp) is not str:
         return None
-    cached = _EPOCH_CACHE.get(timestamp)
-    if cached is not None:
-        return cached
+    fast = _fast_epoch(timestamp)
+    if fast is not None:
+        return fast
     text = timestamp.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
@@ -62,11 +92,7 @@ def epoch_of(timestamp: object) -> int | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    value = int(parsed.timestamp() // 1)
-    if len(_EPOCH_CACHE) > 100_000:
-        _EPOCH_CACHE.clear()
-    _EPOCH_CACHE[timestamp] = value
-    return value
+    return int(parsed.timestamp() // 1)
 
 
 def format_instant(epoch: int) -> str:
