@@ -32,6 +32,13 @@ __all__ = [
 ]
 
 
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped, so it can never split or forge a line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class PluginHostError(Exception):
     """Base of every error plugin-host reports on one line."""
 
@@ -48,7 +55,7 @@ class ValidationFailed(ConfigError):
     """Several configuration errors, each as ``json.path: what is wrong``."""
 
     def __init__(self, errors: list[str]) -> None:
-        self.errors = list(errors)
+        self.errors = [one_line(e) for e in errors]
         count = len(self.errors)
         head = f"{count} error{'s' if count != 1 else ''} in the pipeline"
         super().__init__(head + ":\n" + "\n".join(f"  {e}" for e in self.errors))

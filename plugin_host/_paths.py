@@ -16,6 +16,13 @@ def resolve_path(value: str, base_dir: Path) -> Path:
 
 def creatable_problem(path: Path) -> str | None:
     """Why ``path`` could not be created or written as a file, or None when it can."""
+    try:
+        return _creatable_problem(path)
+    except OSError as exc:  # a name too long, a loop of links, ...
+        return f"{path} cannot be used ({exc.strerror or type(exc).__name__})"
+
+
+def _creatable_problem(path: Path) -> str | None:
     if path.exists():
         if path.is_dir():
             return f"{path} is a folder, not a file"

@@ -113,7 +113,8 @@ def load_pipeline(path: Path | str, registry: Registry, *, resolve: bool = True)
                 errors += _semantic(registered_input.cls, settings, base_dir, "$.input.settings")
         secrets, secret_errors = _secrets(manifest, input_doc.get("secrets"), base_dir, resolve)
         errors += secret_errors
-        for name, ref in (input_doc.get("secrets") or {}).items():
+        refs = input_doc.get("secrets")
+        for name, ref in (refs.items() if isinstance(refs, Mapping) else ()):
             if isinstance(ref, str):
                 warnings.append(
                     f"$.input.secrets.{name} is written into the pipeline file; "
@@ -174,9 +175,10 @@ def _secrets(
     for name in refs:
         if name not in declared:
             known = ", ".join(declared) or "none"
-            errors.append(f"$.input.secrets.{name}: unknown secret (this input takes: {known})")
+            where = join_path("$.input.secrets", [name])
+            errors.append(f"{where}: unknown secret (this input takes: {known})")
     for name in declared:
-        where = f"$.input.secrets.{name}"
+        where = join_path("$.input.secrets", [name])
         if name not in refs:
             if name in required:
                 errors.append(f"{where}: is required (set {{env: NAME}} or {{file: path}})")

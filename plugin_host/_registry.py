@@ -149,10 +149,11 @@ def _entry_points(
 ) -> Iterable[tuple[metadata.EntryPoint, str, str]]:
     seen: dict[str, str] = {}
     for dist in metadata.distributions():
+        ours = [ep for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP]
+        if not ours:
+            continue  # reading a distribution's METADATA costs more than its entry points
         name = dist.metadata["Name"] or "?"
-        for ep in dist.entry_points:
-            if ep.group != ENTRY_POINT_GROUP:
-                continue
+        for ep in ours:
             if ep.name in seen:
                 if seen[ep.name] != name:
                     failures.append(LoadFailure(

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, relevance
+from jsonschema.exceptions import ValidationError
 
 __all__ = ["describe_error", "join_path", "schema_errors"]
 
@@ -95,9 +95,15 @@ def schema_errors(
     validator = Draft202012Validator(
         schema, format_checker=Draft202012Validator.FORMAT_CHECKER
     )
-    errors = sorted(validator.iter_errors(instance), key=relevance)
+    errors = sorted(validator.iter_errors(instance), key=_order)
     lines = [describe_error(_best_leaf(e), base) for e in errors]
     return list(dict.fromkeys(lines))
+
+
+def _order(error: ValidationError) -> tuple[list[str], bool, str]:
+    """By path (keys and indexes alike, as text: YAML allows number keys), weak keywords last."""
+    weak = error.validator in ("anyOf", "oneOf")
+    return [str(p) for p in error.absolute_path], weak, str(error.validator)
 
 
 def _best_leaf(error: ValidationError) -> ValidationError:

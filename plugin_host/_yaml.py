@@ -17,6 +17,14 @@ class _StrictLoader(yaml.SafeLoader):
     pass
 
 
+def _text_key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, bool):
+        return {None: "null", True: "true", False: "false"}[key]
+    return str(key)
+
+
 def _mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     loader.flatten_mapping(node)
     result: dict[Any, Any] = {}
@@ -25,6 +33,7 @@ def _mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) 
         if not isinstance(key, (str, int, float, bool)) and key is not None:
             mark = key_node.start_mark
             raise YamlError(f"line {mark.line + 1}, column {mark.column + 1}: a key must be text")
+        key = _text_key(key)  # JSON keys are text: `0:` is the key "0"
         if key in result:
             mark = key_node.start_mark
             where = f"line {mark.line + 1}, column {mark.column + 1}"
@@ -33,7 +42,17 @@ def _mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) 
     return result
 
 
+def _float(loader: _StrictLoader, node: yaml.ScalarNode) -> float:
+    value = loader.construct_yaml_float(node)
+    if value != value or value in (float("inf"), float("-inf")):
+        mark = node.start_mark
+        raise YamlError(f"line {mark.line + 1}, column {mark.column + 1}: "
+                        "NaN and infinity are not numbers a pipeline can use")
+    return float(value)
+
+
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+_StrictLoader.add_constructor("tag:yaml.org,2002:float", _float)
 # Timestamps stay strings: the schema checks their format, and no value changes type silently.
 _StrictLoader.yaml_implicit_resolvers = {
     key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from ._exceptions import EXIT_CODES, PluginHostError
+from ._exceptions import EXIT_CODES, PluginHostError, ValidationFailed, one_line
 from ._logging import setup_logging
 from ._pipeline import load_pipeline
 from ._registry import discover
@@ -203,7 +203,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PluginHostError as exc:
         if args.debug:
             log.exception("error")
-        print(f"plugin-host: error: {redactor(str(exc))}", file=sys.stderr)
+        # a ValidationFailed is one line per error, each already escaped
+        text = redactor(str(exc))
+        if not isinstance(exc, ValidationFailed):
+            text = one_line(text)
+        print(f"plugin-host: error: {text}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("plugin-host: interrupted", file=sys.stderr)
@@ -211,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: one line unless --debug
         if args.debug:
             log.exception("unexpected error")
-        reason = redactor(f"{type(exc).__name__}: {exc}")
+        reason = one_line(redactor(f"{type(exc).__name__}: {exc}"))
         hint = "please report it" if args.debug else "rerun with --debug"
         print(f"plugin-host: unexpected error: {reason} ({hint})", file=sys.stderr)
         return 1

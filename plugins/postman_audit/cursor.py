@@ -245,15 +245,20 @@ class SweepWalker:
             )
         self._last_page = keys
         sweep, seen = self.sweep, self.cursor.seen
-        target = sweep.target
+        target, lookback, latest = sweep.target, self.lookback, self.now + FUTURE_SKEW
+        window, recent = self._window_set, sweep.recent
+        top, lower, at_lower, lowest_now = sweep.top, sweep.lower, sweep.at_lower, self._lowest
+        # keys repeated within this page are rare: track them only when there are some
+        in_page: set[str] | None = set() if len(set(keys)) != len(keys) else None
         lowest = self._lowest
         repeats_only = True  # every event of the page was already on a page of this run
         deliver: list[Mapping[str, Any]] = []
+        delivered: list[str] = []
         for record, key in zip(records, keys, strict=True):
             ts = epoch_of(record.get("timestamp")) if (
                 type(record) is dict or isinstance(record, Mapping)) else None
             if ts is None:  # no usable time: it sits where the stream is
-                ts = sweep.lower if sweep.lower is not None else (sweep.top or self.now)
+                ts = lower if lower is not None else (top or self.now)
             if ts < target:
                 self._old_run += 1
                 continue
@@ -262,36 +267,41 @@ class SweepWalker:
                 # A rescan passes again what the sweep had passed, and events newer than its
                 # top: the next sweep collects those (its target is below this top), so they
                 # must not raise the top, or the next target would pass over them.
-                assert sweep.lower is not None
-                if ts > sweep.lower or (ts == sweep.lower and key in sweep.at_lower):
+                assert lower is not None
+                if ts > lower or (ts == lower and key in at_lower):
                     continue
                 self.skipping = False
             # An event stamped in the future (a clock gone wrong upstream) is delivered, but
             # must not become the high water: the next target would pass over real events.
-            if (sweep.top is None or ts > sweep.top) and ts <= self.now + FUTURE_SKEW:
-                sweep.top = ts
-            if self._lowest is None or ts < self._lowest:
-                self._lowest = ts
-            if key not in self._window_set:
+            if (top is None or ts > top) and ts <= latest:
+                top = ts
+            if lowest_now is None or ts < lowest_now:
+                lowest_now = ts
+            in_window = key in window or (in_page is not None and key in in_page)
+            if not in_window:
                 repeats_only = False
             # ``recent`` holds what this sweep delivered before it was interrupted: a resumed
             # sweep whose upstream serves those again (a loop, a cursor that went back) skips them
-            duplicate = key in seen or key in self._window_set or key in sweep.recent or (
-                ts == sweep.lower and key in sweep.at_lower)
-            if ts != sweep.lower:
-                sweep.lower, sweep.at_lower = ts, set()
-            sweep.at_lower.add(key)
-            if len(sweep.at_lower) > MAX_SAME_SECOND:
+            duplicate = in_window or key in seen or key in recent or (
+                ts == lower and key in at_lower)
+            if ts != lower:
+                lower, at_lower = ts, set()
+            at_lower.add(key)
+            if len(at_lower) > MAX_SAME_SECOND:
                 raise ProtocolError(
                     f"Postman returned over {MAX_SAME_SECOND} events in one second; "
                     "taken as a pagination loop and stopped"
                 )
             if duplicate:
                 continue
-            self._remember(key)
-            if sweep.top is None or ts >= sweep.top - self.lookback:
-                sweep.recent[key] = ts
+            if in_page is not None:
+                in_page.add(key)
+            delivered.append(key)
+            if top is None or ts >= top - lookback:
+                recent[key] = ts
             deliver.append(record)
+        sweep.top, sweep.lower, sweep.at_lower, self._lowest = top, lower, at_lower, lowest_now
+        self._remember(delivered)
         if sweep.top is not None and sweep.recent:
             floor = sweep.top - self.lookback
             if len(sweep.recent) > 2 * WINDOW_KEYS:
@@ -313,10 +323,11 @@ class SweepWalker:
         done = not records or not has_next or self._old_run >= 2
         return PageOutcome(deliver, done)
 
-    def _remember(self, key: str) -> None:
-        self._window.append(key)
-        self._window_set.add(key)
-        if len(self._window) > WINDOW_KEYS:
+    def _remember(self, keys: list[str]) -> None:
+        """Add a page's delivered keys to the rolling window of recent keys."""
+        self._window.extend(keys)
+        self._window_set.update(keys)
+        while len(self._window) > WINDOW_KEYS:
             self._window_set.discard(self._window.popleft())
 
     def checkpoint(self) -> dict[str, Any]:
