@@ -93,52 +93,21 @@ def load_pipeline(path: Path | str, registry: Registry, *, resolve: bool = True)
     base_dir = path.parent
     input_doc, output_doc = _section(doc, "input"), _section(doc, "output")
 
-    registered_input: Registered | None = None
-    settings: dict[str, Any] = {}
+    registered_input, settings = _component("input", input_doc, registry, base_dir, errors)
     secrets: dict[str, str] = {}
-    if isinstance(input_doc.get("type"), str):
-        try:
-            registered_input = registry.input(input_doc["type"])
-        except ConfigError as exc:
-            errors.append(f"$.input.type: {exc}")
     if registered_input is not None:
-        manifest = registered_input.manifest
-        raw_settings = input_doc.get("settings") or {}
-        if isinstance(raw_settings, Mapping):
-            schema = manifest.get("settings") or EMPTY_OBJECT_SCHEMA
-            setting_errors = schema_errors(schema, raw_settings, "$.input.settings")
-            errors += setting_errors
-            settings = with_defaults(schema, raw_settings)
-            if not setting_errors:
-                errors += _semantic(registered_input.cls, settings, base_dir, "$.input.settings")
-        secrets, secret_errors = _secrets(manifest, input_doc.get("secrets"), base_dir, resolve)
+        secrets, secret_errors = _secrets(
+            registered_input.manifest, input_doc.get("secrets"), base_dir, resolve)
         errors += secret_errors
         refs = input_doc.get("secrets")
         for name, ref in (refs.items() if isinstance(refs, Mapping) else ()):
             if isinstance(ref, str):
                 warnings.append(
-                    f"$.input.secrets.{name} is written into the pipeline file; "
-                    "prefer {env: NAME} or {file: path}"
+                    f"{join_path('$.input.secrets', [name])} is written into the pipeline "
+                    "file; prefer {env: NAME} or {file: path}"
                 )
-
-    registered_output: Registered | None = None
-    output_settings: dict[str, Any] = {}
-    if isinstance(output_doc.get("type"), str):
-        try:
-            registered_output = registry.output(output_doc["type"])
-        except ConfigError as exc:
-            errors.append(f"$.output.type: {exc}")
-    if registered_output is not None:
-        raw = output_doc.get("settings") or {}
-        if isinstance(raw, Mapping):
-            schema = registered_output.manifest.get("settings") or EMPTY_OBJECT_SCHEMA
-            output_errors = schema_errors(schema, raw, "$.output.settings")
-            errors += output_errors
-            output_settings = with_defaults(schema, raw)
-            if not output_errors:
-                errors += _semantic(
-                    registered_output.cls, output_settings, base_dir, "$.output.settings"
-                )
+    registered_output, output_settings = _component(
+        "output", output_doc, registry, base_dir, errors)
 
     state_doc = _section(doc, "state")
     state_value = state_doc.get("path", DEFAULT_STATE_PATH)
@@ -160,6 +129,32 @@ def load_pipeline(path: Path | str, registry: Registry, *, resolve: bool = True)
         state_path=state_path,
         warnings=warnings,
     )
+
+
+def _component(
+    kind: str, doc: Mapping[str, Any], registry: Registry, base_dir: Path, errors: list[str]
+) -> tuple[Registered | None, dict[str, Any]]:
+    """The registered input or output a section names, and its settings with defaults;
+    every problem is appended to ``errors``."""
+    if not isinstance(doc.get("type"), str):
+        return None, {}
+    try:
+        registered = registry.input(doc["type"]) if kind == "input" else registry.output(
+            doc["type"])
+    except ConfigError as exc:
+        errors.append(f"$.{kind}.type: {exc}")
+        return None, {}
+    raw = doc.get("settings") or {}
+    if not isinstance(raw, Mapping):
+        return registered, {}
+    where = f"$.{kind}.settings"
+    schema = registered.manifest.get("settings") or EMPTY_OBJECT_SCHEMA
+    setting_errors = schema_errors(schema, raw, where)
+    errors += setting_errors
+    settings = with_defaults(schema, raw)
+    if not setting_errors:
+        errors += _semantic(registered.cls, settings, base_dir, where)
+    return registered, settings
 
 
 def _secrets(
