@@ -1,5 +1,6 @@
 """``plugin-host demo``: an input's bundled emulator, a pipeline against it, and a summary.
 
+Each demo starts afresh in its folder (the previous events and state are removed).
 An input offers a demo by defining ``demo_environment(folder, events)``: a context
 manager that starts its emulator and yields ``(settings, secrets)`` for a pipeline.
 """
@@ -30,6 +31,8 @@ def run_demo(input_name: str, folder: Path, *, events: int = 5000) -> int:
         raise ConfigError(f"input {input_name} has no bundled emulator to run a demo against")
     folder = folder.absolute()
     folder.mkdir(parents=True, exist_ok=True)
+    for leftover in ("events.jsonl", "state.db", "state.db-wal", "state.db-shm"):
+        (folder / leftover).unlink(missing_ok=True)  # each demo starts afresh
     with environment(folder, events) as (settings, secrets):
         secrets_path = folder / "demo-api-key.txt"
         secrets_path.write_text(str(secrets.get("api_key", "")) + "\n")

@@ -87,7 +87,7 @@ class PostmanAuditInput:
 
         config = EmulatorConfig(events=events, days=30)
         with PostmanEmulator(config) as emulator:
-            start = datetime.now(timezone.utc) - timedelta(days=30)
+            start = datetime.now(timezone.utc) - timedelta(days=31)  # all of its 30 days
             settings = {
                 "base_url": emulator.url,
                 "backfill_start_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
