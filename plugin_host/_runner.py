@@ -21,7 +21,6 @@ import orjson
 
 from ._contract import InputContext, OutputContext, RunStats
 from ._exceptions import ConfigError, LocalStorageError, PluginHostError, StopRequested
-from ._jsonl import loads
 from ._pipeline import Pipeline
 from ._secrets import redactor
 from ._state import StateStore
@@ -78,10 +77,11 @@ class RunSummary:
         }
 
 
-def _checked(checkpoint: Mapping[str, Any], pipeline: Pipeline) -> dict[str, Any]:
-    """A JSON round-trip of the checkpoint, refused if it is not JSON or holds a secret."""
+def _checked(checkpoint: Mapping[str, Any], pipeline: Pipeline) -> str:
+    """The checkpoint as JSON text (a snapshot the input can no longer change), refused if
+    it is not JSON or holds a secret."""
     try:
-        data = orjson.dumps(checkpoint, option=orjson.OPT_SORT_KEYS)
+        data = orjson.dumps(checkpoint)
     except TypeError:  # keys that are not strings, integers beyond 64 bits: the slow path
         try:
             data = json.dumps(checkpoint, sort_keys=True, allow_nan=False).encode("utf-8")
@@ -93,8 +93,7 @@ def _checked(checkpoint: Mapping[str, Any], pipeline: Pipeline) -> dict[str, Any
         raise PluginHostError(
             f"input {pipeline.input.name} put a secret into its checkpoint; it was not saved"
         )
-    result: dict[str, Any] = loads(data)
-    return result
+    return data.decode("utf-8")
 
 
 def run_once(
@@ -153,7 +152,7 @@ def _drive(
     stop_event: threading.Event,
     checkpoint: Mapping[str, Any] | None,
 ) -> None:
-    pending: Mapping[str, Any] | None = None
+    pending: str | None = None
     pending_pages = 0
     last_commit = time.monotonic()
 

@@ -214,11 +214,15 @@ class StateStore:
         self,
         name: str,
         input_type: str,
-        checkpoint: Mapping[str, Any] | None,
+        checkpoint: Mapping[str, Any] | str | None,
         output: Mapping[str, Any] | None,
     ) -> None:
-        """Save the checkpoint and the output position together, atomically."""
-        cp = None if checkpoint is None else json.dumps(checkpoint, sort_keys=True)
+        """Save the checkpoint (a mapping, or its JSON text) and the output position
+        together, atomically."""
+        if checkpoint is None or isinstance(checkpoint, str):
+            cp = checkpoint
+        else:
+            cp = json.dumps(checkpoint, sort_keys=True)
         out = None if output is None else json.dumps(output, sort_keys=True)
         now = _now()
         try:
