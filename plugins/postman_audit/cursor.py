@@ -249,8 +249,13 @@ class SweepWalker:
         window, recent = self._window_set, sweep.recent
         top, lower, at_lower, lowest_now = sweep.top, sweep.lower, sweep.at_lower, self._lowest
         # keys repeated within this page are rare: track them only when there are some
-        in_page: set[str] | None = set() if len(set(keys)) != len(keys) else None
+        key_set = set(keys)
+        in_page: set[str] | None = set() if len(key_set) != len(keys) else None
         lowest = self._lowest
+        bulk = None if in_page is not None or self.skipping else self._bulk(records, keys, key_set)
+        if bulk is not None:
+            self._stall_check(lowest, len(records), repeats_only=False)
+            return PageOutcome(bulk, not has_next)
         repeats_only = True  # every event of the page was already on a page of this run
         deliver: list[Mapping[str, Any]] = []
         delivered: list[str] = []
@@ -306,12 +311,17 @@ class SweepWalker:
             floor = sweep.top - self.lookback
             if len(sweep.recent) > 2 * WINDOW_KEYS:
                 sweep.recent = {k: t for k, t in sweep.recent.items() if t >= floor}
-        # Newest first, every page must reach further back in time, or (a same-second
-        # burst) stay at its oldest second; pages that reach nothing older, whether they
-        # repeat one second or go round a cycle of pages, are a loop past these bounds.
+        self._stall_check(lowest, len(records), repeats_only)
+        done = not records or not has_next or self._old_run >= 2
+        return PageOutcome(deliver, done)
+
+    def _stall_check(self, lowest: int | None, count: int, repeats_only: bool) -> None:
+        """Newest first, every page must reach further back in time, or (a same-second
+        burst) stay at its oldest second; pages that reach nothing older, whether they repeat
+        one second or go round a cycle of pages, are a loop past these bounds."""
         still = lowest is not None and self._lowest == lowest and not self.skipping
         self._stalled = self._stalled + 1 if still else 0
-        self._stalled_events = self._stalled_events + len(records) if still else 0
+        self._stalled_events = self._stalled_events + count if still else 0
         self._idle = self._idle + 1 if still and repeats_only else 0
         if (self._stalled >= STALL_PAGES or self._stalled_events > MAX_SAME_SECOND
                 or self._idle >= IDLE_PAGES):
@@ -320,8 +330,50 @@ class SweepWalker:
                 f"({self._stalled_events} events, {self._idle} pages of repeats); "
                 "stopped rather than loop"
             )
-        done = not records or not has_next or self._old_run >= 2
-        return PageOutcome(deliver, done)
+
+    def _bulk(
+        self, records: Sequence[Any], keys: tuple[str, ...], key_set: set[str]
+    ) -> list[Mapping[str, Any]] | None:
+        """The common page, in bulk: every event new, timed, inside the sweep, none from the
+        future, the newest first. Gives the same state as the record-by-record loop, or
+        None (and changes nothing) when the page is not that simple."""
+        if not records or any(type(r) is not dict for r in records):
+            return None
+        times = [epoch_of(r.get("timestamp")) for r in records]
+        if None in times:
+            return None
+        stamps: list[int] = times  # type: ignore[assignment]  # no None, checked above
+        sweep, newest = self.sweep, stamps[0]
+        if (min(stamps) < sweep.target or max(stamps) != newest
+                or newest > self.now + FUTURE_SKEW):
+            return None
+        at_lower = sweep.at_lower
+        if not (self._window_set.isdisjoint(key_set)
+                and self.cursor.seen.keys().isdisjoint(key_set)
+                and sweep.recent.keys().isdisjoint(key_set) and at_lower.isdisjoint(key_set)):
+            return None
+        last = stamps[-1]
+        start = len(stamps) - 1
+        while start > 0 and stamps[start - 1] == last:
+            start -= 1
+        lead = 0  # events continuing the second the previous page ended on
+        while lead < len(stamps) and stamps[lead] == sweep.lower:
+            lead += 1
+        if len(at_lower) + lead > MAX_SAME_SECOND:
+            return None  # the loop raises it, with its message
+        whole_page_continues = start == 0 and last == sweep.lower
+        at_lower = at_lower | key_set if whole_page_continues else set(keys[start:])
+        if len(at_lower) > MAX_SAME_SECOND:
+            return None
+        top = newest if sweep.top is None else max(sweep.top, newest)
+        keep_from = top - self.lookback
+        sweep.recent.update({k: t for k, t in zip(keys, stamps, strict=True) if t >= keep_from})
+        sweep.top, sweep.lower, sweep.at_lower = top, last, at_lower
+        oldest = min(stamps)
+        self._lowest = oldest if self._lowest is None else min(self._lowest, oldest)
+        self._old_run = 0
+        self._remember(list(keys))
+        return list(records)
 
     def _remember(self, keys: list[str]) -> None:
         """Add a page's delivered keys to the rolling window of recent keys."""
