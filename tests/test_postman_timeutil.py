@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from postman_audit.timeutil import epoch_of
+from postman_audit.timeutil import epoch_of, epochs_of
 
 instants = st.datetimes(
     min_value=datetime(1971, 1, 1), max_value=datetime(2200, 12, 31),
@@ -37,3 +37,10 @@ def test_impossible_times_and_other_types_are_unusable() -> None:
     for bad in ["2026-02-30T00:00:00Z", "2026-06-15T24:00:00Z", "2026-06-15T10:60:00Z",
                 "", "yesterday", None, 1781540696, ["x"]]:
         assert epoch_of(bad) is None, bad
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(instants.map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.000Z")),
+                          st.text(max_size=26), st.none(), st.integers()), max_size=20))
+def test_the_batch_parser_is_the_single_one_applied_to_each(values: list) -> None:
+    assert epochs_of(values) == [epoch_of(v) for v in values]

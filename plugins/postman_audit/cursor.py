@@ -34,7 +34,7 @@ from typing import Any
 
 from plugin_host import ProtocolError
 
-from .timeutil import epoch_of, format_instant, parse_start
+from .timeutil import epoch_of, epochs_of, format_instant, parse_start
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -238,7 +238,10 @@ class SweepWalker:
 
     def page(self, records: Sequence[Any], has_next: bool) -> PageOutcome:
         """Process one page in API order; return what to deliver and whether to stop."""
-        keys = tuple(record_key(r) for r in records)
+        keys = tuple([  # the common record inline, anything else through record_key
+            str(r["id"]) if type(r) is dict and type(r.get("id")) is int else record_key(r)
+            for r in records
+        ])
         if keys and keys == self._last_page:
             raise ProtocolError(
                 "Postman returned the same page twice in a row; stopped rather than loop"
@@ -339,7 +342,7 @@ class SweepWalker:
         None (and changes nothing) when the page is not that simple."""
         if not records or any(type(r) is not dict for r in records):
             return None
-        times = [epoch_of(r.get("timestamp")) for r in records]
+        times = epochs_of([r.get("timestamp") for r in records])
         if None in times:
             return None
         stamps: list[int] = times  # type: ignore[assignment]  # no None, checked above

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta, timezone
 
-__all__ = ["epoch_of", "format_instant", "parse_start", "since_date", "until_date"]
+__all__ = ["epoch_of", "epochs_of", "format_instant", "parse_start", "since_date", "until_date"]
 
 _START = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})"
@@ -81,6 +82,23 @@ def epoch_of(timestamp: object) -> int | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return int(parsed.timestamp() // 1)
+
+
+def epochs_of(timestamps: Iterable[object]) -> list[int | None]:
+    """``epoch_of`` of each value; the API's usual ``….000Z`` shape without a call apiece."""
+    parse, epoch, second = datetime.fromisoformat, _EPOCH, _SECOND
+    result: list[int | None] = []
+    append = result.append
+    for ts in timestamps:
+        if (type(ts) is str and len(ts) == 24 and ts[19:] == ".000Z" and ts[10] == "T"
+                and ts[13] == ":" and ts[16] == ":"):
+            try:
+                append((parse(ts[:19]) - epoch) // second)
+                continue
+            except ValueError:
+                pass
+        append(epoch_of(ts))
+    return result
 
 
 def format_instant(epoch: int) -> str:
