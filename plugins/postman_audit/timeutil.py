@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta, timezone
@@ -101,6 +102,7 @@ def epochs_of(timestamps: Iterable[object]) -> list[int | None]:
     return result
 
 
+@functools.lru_cache(maxsize=1024)  # a checkpoint per page repeats the same few instants
 def format_instant(epoch: int) -> str:
     """Epoch seconds as ``YYYY-MM-DDTHH:MM:SSZ``."""
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
