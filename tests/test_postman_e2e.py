@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -514,7 +514,30 @@ class QuietHandler(BaseHTTPRequestHandler):
         pass
 
 
-class FlakyProxy:
+_Server = TypeVar("_Server", bound="LoopbackServer")
+
+
+class LoopbackServer:
+    """A test server on 127.0.0.1 in a thread; subclasses call ``serve(Handler)``."""
+
+    def serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self: _Server) -> _Server:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FlakyProxy(LoopbackServer):
     """A loopback proxy to the emulator that answers 500 once ``fail_after`` requests passed."""
 
     def __init__(self, upstream: str) -> None:
@@ -541,20 +564,7 @@ class FlakyProxy:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> FlakyProxy:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 def test_a_run_that_runs_out_of_retries_resumes_from_its_last_delivered_page(
@@ -595,7 +605,7 @@ def test_a_run_that_runs_out_of_retries_resumes_from_its_last_delivered_page(
 # ------------------------------------------------------------------ hostile upstreams
 
 
-class Hostile:
+class Hostile(LoopbackServer):
     """A tiny server that pages forever in one of four broken ways."""
 
     def __init__(self, mode: str) -> None:
@@ -631,20 +641,7 @@ class Hostile:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> Hostile:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 @pytest.mark.parametrize("mode, words, most", [
