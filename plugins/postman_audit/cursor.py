@@ -55,10 +55,6 @@ FUTURE_SKEW = 300           # events stamped further ahead of now do not move th
 
 def record_key(record: Any) -> str:
     """A record's identity: its ``id`` (``123`` and ``"123"`` alike), else a content hash."""
-    if type(record) is dict:  # the common case, without the ABC check
-        ident = record.get("id")
-        if type(ident) is int:
-            return str(ident)
     if isinstance(record, Mapping):
         ident = record.get("id")
         if isinstance(ident, bool):
