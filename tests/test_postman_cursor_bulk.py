@@ -32,7 +32,7 @@ def pages(draw: Any) -> list[list[Any]]:
     for _ in range(draw(st.integers(1, 6))):
         page: list[Any] = []
         for _ in range(draw(st.integers(0, 12))):
-            kind = draw(st.sampled_from(["next", "next", "next", "tie", "jump", "odd"]))
+            kind = draw(st.sampled_from(["next", "next", "next", "tie", "jump", "odd", "shape"]))
             if kind == "next":
                 clock -= draw(st.integers(0, 400))
             elif kind == "jump":
@@ -43,6 +43,13 @@ def pages(draw: Any) -> list[list[Any]]:
                     {"id": ident}, {"id": ident, "timestamp": "nope"}, "text", {"x": 1},
                     {"id": ident, "timestamp": _stamp(NOW + 3600)},
                 ])))
+            elif kind == "shape":  # a time in another spelling, or not a real one
+                text = _stamp(clock)
+                page.append({"id": ident, "timestamp": draw(st.sampled_from([
+                    text.replace(".000Z", "Z"), text.replace(".000Z", ".999Z"),
+                    text.replace("T", " "), text.lower(), text[:8] + "31" + text[10:],
+                    text[:11] + "24" + text[13:], clock, f" {text}",
+                ]))})
             else:
                 page.append({"id": ident, "timestamp": _stamp(clock)})
         result.append(page)
@@ -79,3 +86,13 @@ def test_bulk_and_loop_agree(feed: list[list[Any]], below: int, seen_ids: list[i
         if outcomes[0][1]:
             break
     assert fast.finish() == slow.finish()
+
+
+def test_a_plain_page_takes_the_bulk_path() -> None:
+    cursor = Cursor(floor=NOW - 7200, backfill_start=None)
+    walker = SweepWalker(cursor, LOOKBACK, NOW)
+    page = [{"id": 100 - i, "timestamp": _stamp(NOW - 10 * i)} for i in range(50)]
+    keys = tuple(str(r["id"]) for r in page)
+    assert walker._bulk(page, keys, set(keys)) == page
+    assert walker.sweep.top == NOW and walker.sweep.lower == NOW - 490
+    assert len(walker.sweep.recent) == 50  # all inside the lookback below the top

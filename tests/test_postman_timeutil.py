@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from postman_audit.timeutil import epoch_of, epochs_of
+from postman_audit.timeutil import api_epoch, api_instants, epoch_of
 
 instants = st.datetimes(
     min_value=datetime(1971, 1, 1), max_value=datetime(2200, 12, 31),
@@ -39,8 +39,37 @@ def test_impossible_times_and_other_types_are_unusable() -> None:
         assert epoch_of(bad) is None, bad
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.one_of(instants.map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.000Z")),
-                          st.text(max_size=26), st.none(), st.integers()), max_size=20))
-def test_the_batch_parser_is_the_single_one_applied_to_each(values: list) -> None:
-    assert epochs_of(values) == [epoch_of(v) for v in values]
+api_text = instants.map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.000Z"))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(api_text, api_text, api_text, st.text(max_size=26), st.none(),
+                          st.integers(), st.sampled_from([
+                              "2026-02-30T00:00:00.000Z", "2026-06-15T24:00:00.000Z",
+                              "2026-06-15T10:60:00.000Z", "0000-01-01T00:00:00.000Z",
+                              "2026-06-15T10:00:00.123Z", "2026-06-15T10:00:00Z",
+                              "2026-06-15 10:00:00.000Z", "2026-06-15T10:00:00.000z",
+                              "２026-06-15T10:00:00.000Z"])), max_size=20))
+def test_api_instants_accepts_only_texts_that_order_and_parse_as_instants(values: list) -> None:
+    if not api_instants(values):  # refusing is always safe: the caller takes its slow path
+        return
+    epochs = [epoch_of(v) for v in values]
+    assert None not in epochs
+    assert [api_epoch(v) for v in values] == epochs
+    pairs = list(zip(values, epochs, strict=True))
+    for (a, ea), (b, eb) in zip(pairs, pairs[1:], strict=False):
+        assert (a < b, a == b) == (ea < eb, ea == eb)  # the texts compare as the instants
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(api_text, min_size=1, max_size=20))
+def test_api_instants_accepts_every_page_of_the_apis_own_shape(values: list[str]) -> None:
+    assert api_instants(values)
+
+
+def test_api_instants_refuses_impossible_days_across_a_page() -> None:
+    good = "2026-02-28T23:59:59.000Z"
+    assert api_instants([good, "2026-03-01T00:00:00.000Z"])
+    assert not api_instants([good, "2026-02-30T00:00:00.000Z", "2026-03-01T00:00:00.000Z"])
+    assert not api_instants([good, good[:-1]])
+    assert not api_instants([])

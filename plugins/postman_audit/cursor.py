@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from plugin_host import ProtocolError
 
-from .timeutil import epoch_of, epochs_of, format_instant, parse_start
+from .timeutil import api_epoch, api_instants, epoch_of, format_instant, parse_start
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 CHECKPOINT_VERSION = 1
+_TIMESTAMP = operator.itemgetter("timestamp")
 WINDOW_KEYS = 5000          # keys remembered within a sweep to drop repeated pages
 MAX_SAME_SECOND = 10_000    # more events than this in one second is taken as a loop
 STALL_PAGES = 1000          # pages in a row that reach no older event are taken as a loop
@@ -203,8 +205,9 @@ class SweepWalker:
         self.skipping = (
             self.sweep.resumed and self.sweep.cursor is None and self.sweep.lower is not None
         )
-        self._window: collections.deque[str] = collections.deque()
+        self._window: collections.deque[Sequence[str]] = collections.deque()  # by page
         self._window_set: set[str] = set()
+        self._window_size = 0
         # the saved cursor a resumed sweep starts from counts as used: its return is a loop
         self._cursors: set[str] = set() if self.sweep.cursor is None else {
             repr(self.sweep.cursor)}
@@ -336,27 +339,32 @@ class SweepWalker:
         """The common page, in bulk: every event new, timed, inside the sweep, none from the
         future, the newest first. Gives the same state as the record-by-record loop, or
         None (and changes nothing) when the page is not that simple."""
-        if not records or any(type(r) is not dict for r in records):
+        if not records or set(map(type, records)) != {dict}:
             return None
-        times = epochs_of([r.get("timestamp") for r in records])
-        if None in times:
+        try:
+            texts = list(map(_TIMESTAMP, records))
+        except KeyError:
             return None
-        stamps: list[int] = times  # type: ignore[assignment]  # no None, checked above
-        sweep, newest = self.sweep, stamps[0]
-        if (min(stamps) < sweep.target or max(stamps) != newest
-                or newest > self.now + FUTURE_SKEW):
+        if not api_instants(texts):  # then texts order as their instants, and all parse
+            return None
+        sweep, newest_text = self.sweep, texts[0]
+        if max(texts) != newest_text:
+            return None
+        newest, oldest = api_epoch(newest_text), api_epoch(min(texts))
+        if oldest < sweep.target or newest > self.now + FUTURE_SKEW:
             return None
         at_lower = sweep.at_lower
         if not (self._window_set.isdisjoint(key_set)
                 and self.cursor.seen.keys().isdisjoint(key_set)
                 and sweep.recent.keys().isdisjoint(key_set) and at_lower.isdisjoint(key_set)):
             return None
-        last = stamps[-1]
-        start = len(stamps) - 1
-        while start > 0 and stamps[start - 1] == last:
+        last_text = texts[-1]
+        last = api_epoch(last_text)
+        start = len(texts) - 1
+        while start > 0 and texts[start - 1] == last_text:
             start -= 1
         lead = 0  # events continuing the second the previous page ended on
-        while lead < len(stamps) and stamps[lead] == sweep.lower:
+        while lead < len(texts) and api_epoch(texts[lead]) == sweep.lower:
             lead += 1
         if len(at_lower) + lead > MAX_SAME_SECOND:
             return None  # the loop raises it, with its message
@@ -365,21 +373,30 @@ class SweepWalker:
         if len(at_lower) > MAX_SAME_SECOND:
             return None
         top = newest if sweep.top is None else max(sweep.top, newest)
-        keep_from = top - self.lookback
-        sweep.recent.update({k: t for k, t in zip(keys, stamps, strict=True) if t >= keep_from})
+        keep_from = top - self.lookback  # a backfill's pages are mostly all below it
+        if oldest >= keep_from:
+            sweep.recent.update(zip(keys, map(api_epoch, texts), strict=True))
+        elif newest >= keep_from:
+            sweep.recent.update({k: t for k, t in zip(keys, map(api_epoch, texts), strict=True)
+                                 if t >= keep_from})
         sweep.top, sweep.lower, sweep.at_lower = top, last, at_lower
-        oldest = min(stamps)
         self._lowest = oldest if self._lowest is None else min(self._lowest, oldest)
         self._old_run = 0
-        self._remember(list(keys))
+        self._remember(keys)
         return list(records)
 
-    def _remember(self, keys: list[str]) -> None:
-        """Add a page's delivered keys to the rolling window of recent keys."""
-        self._window.extend(keys)
+    def _remember(self, keys: Sequence[str]) -> None:
+        """Add a page's delivered keys to the rolling window of recent keys: the newest
+        pages holding at least ``WINDOW_KEYS`` keys (or all of them, if fewer)."""
+        if not keys:
+            return
+        self._window.append(keys)
         self._window_set.update(keys)
-        while len(self._window) > WINDOW_KEYS:
-            self._window_set.discard(self._window.popleft())
+        self._window_size += len(keys)
+        while self._window_size - len(self._window[0]) >= WINDOW_KEYS:
+            oldest = self._window.popleft()
+            self._window_set.difference_update(oldest)
+            self._window_size -= len(oldest)
 
     def checkpoint(self) -> dict[str, Any]:
         """The checkpoint that holds once the pages so far are delivered."""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import functools
+import operator
 import re
-from collections.abc import Iterable
 from datetime import date, datetime, timedelta, timezone
 
-__all__ = ["epoch_of", "epochs_of", "format_instant", "parse_start", "since_date", "until_date"]
+__all__ = [
+    "api_epoch", "api_instants", "epoch_of", "format_instant", "parse_start", "since_date",
+    "until_date",
+]
 
 _START = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})"
@@ -85,21 +88,34 @@ def epoch_of(timestamp: object) -> int | None:
     return int(parsed.timestamp() // 1)
 
 
-def epochs_of(timestamps: Iterable[object]) -> list[int | None]:
-    """``epoch_of`` of each value; the API's usual ``….000Z`` shape without a call apiece."""
-    parse, epoch, second = datetime.fromisoformat, _EPOCH, _SECOND
-    result: list[int | None] = []
-    append = result.append
-    for ts in timestamps:
-        if (type(ts) is str and len(ts) == 24 and ts[19:] == ".000Z" and ts[10] == "T"
-                and ts[13] == ":" and ts[16] == ":"):
-            try:
-                append((parse(ts[:19]) - epoch) // second)
-                continue
-            except ValueError:
-                pass
-        append(epoch_of(ts))
-    return result
+# The API's own shape to the second, ``YYYY-MM-DDTHH:MM:SS.000Z``, hours, minutes and
+# seconds in range: texts of this one shape sort as their instants do.
+_API_SHAPE = re.compile(
+    r"(?:[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.000Z)*")
+_DAY = operator.itemgetter(slice(0, 10))
+
+
+def api_instants(values: list[object]) -> bool:
+    """True when every value is a real instant in the API's exact shape (``….000Z``), so
+    that comparing the texts compares the instants and ``epoch_of`` reads each one."""
+    if not values or set(map(type, values)) != {str}:
+        return False
+    texts: list[str] = values  # type: ignore[assignment]  # every one a str, checked above
+    if set(map(len, texts)) != {24} or _API_SHAPE.fullmatch("".join(texts)) is None:
+        return False
+    low, high = min(texts), max(texts)  # one day in common: that day alone to check
+    days = {low[:10]} if low[:10] == high[:10] else set(map(_DAY, texts))
+    try:
+        for day in days:
+            date.fromisoformat(day)  # the shape allows February 30th; the calendar does not
+    except ValueError:
+        return False
+    return True
+
+
+def api_epoch(text: str) -> int:
+    """Epoch seconds of a text ``api_instants`` accepted."""
+    return (datetime.fromisoformat(text[:19]) - _EPOCH) // _SECOND
 
 
 @functools.lru_cache(maxsize=1024)  # a checkpoint per page repeats the same few instants
