@@ -5,9 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
-
 from ._schemas import load_schema
 from ._validation import schema_errors
 
@@ -24,6 +21,9 @@ def manifest_errors(manifest: Any) -> list[str]:
     """Why a manifest is refused: meta-schema errors, then invalid JSON Schema parts."""
     if not isinstance(manifest, Mapping):
         return ["$: a manifest must be a mapping"]
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
     errors = schema_errors(load_schema("manifest.meta.schema.json"), manifest)
     for part in ("settings", "secrets"):
         schema = manifest.get(part)

@@ -1,19 +1,32 @@
-"""Pipeline files: parse, validate everything at once, resolve secrets and paths."""
+"""Pipeline files: parse, validate everything at once, resolve secrets and paths.
+
+A run may reuse an earlier validation: when the state remembers this pipeline's
+configuration fingerprint (the file's bytes, the input's and output's manifests, the
+pipeline schema and the host version), the JSON Schema checks of the file, the settings
+and the manifests are skipped. Everything that can change without the file changing is
+checked every time: secrets (resolved and checked against their schema), paths, and each
+input's and output's own ``validate_settings``.
+"""
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from ._exceptions import ConfigError, ValidationFailed
 from ._manifest import EMPTY_OBJECT_SCHEMA, secret_names
 from ._paths import creatable_problem, resolve_path
 from ._registry import Registered, Registry
 from ._schemas import load_schema
 from ._secrets import redactor, resolve_secret
+from ._state import validated_fingerprint
 from ._validation import join_path, schema_errors
 from ._yaml import YamlError, load_yaml
 
@@ -35,6 +48,8 @@ class Pipeline:
     output_settings: dict[str, Any]
     state_path: Path
     warnings: list[str] = field(default_factory=list)
+    fingerprint: str = ""  # of the configuration validated: file, manifests, host version
+    validation_reused: bool = False  # the schema checks were skipped: the state knew it
 
     @property
     def base_dir(self) -> Path:
@@ -51,7 +66,7 @@ def with_defaults(schema: Mapping[str, Any], settings: Mapping[str, Any]) -> dic
     return result
 
 
-def _read(path: Path) -> Any:
+def _read(path: Path) -> tuple[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -64,7 +79,7 @@ def _read(path: Path) -> Any:
         reason = exc.strerror or type(exc).__name__
         raise ConfigError(f"{path}: cannot be read ({reason})") from None
     try:
-        return load_yaml(text)
+        return text, load_yaml(text)
     except YamlError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
@@ -82,18 +97,62 @@ def _section(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def load_pipeline(path: Path | str, registry: Registry, *, resolve: bool = True) -> Pipeline:
-    """Load and validate a pipeline file; raise ValidationFailed listing every error."""
+def config_fingerprint(text: str, input_: Registered, output: Registered) -> str:
+    """The identity of a configuration for reusing its validation: the pipeline file's
+    text, the input's and output's manifests, the pipeline schema and the host version."""
+    digest = hashlib.sha256()
+    for part in ("plugin-host validation 1", __version__,
+                 json.dumps(load_schema("pipeline.schema.json"), sort_keys=True),
+                 input_.kind, json.dumps(input_.manifest, sort_keys=True, default=repr),
+                 output.kind, json.dumps(output.manifest, sort_keys=True, default=repr), text):
+        data = part.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(8, "big") + data)
+    return digest.hexdigest()
+
+
+def _reusable(
+    text: str, doc: Mapping[str, Any], registry: Registry, state_path: Path
+) -> tuple[Registered, Registered, str] | None:
+    """The input, output and fingerprint of a configuration the state says was validated
+    in full before, unchanged since; None when it must be validated now."""
+    name, input_type, output_type = (
+        doc.get("name"), _section(doc, "input").get("type"), _section(doc, "output").get("type"))
+    if not (isinstance(name, str) and isinstance(input_type, str)
+            and isinstance(output_type, str)):
+        return None
+    registered_input = registry.unchecked("input", input_type)
+    registered_output = registry.unchecked("output", output_type)
+    if registered_input is None or registered_output is None:
+        return None
+    known = validated_fingerprint(state_path, name)
+    if known is None:
+        return None
+    current = config_fingerprint(text, registered_input, registered_output)
+    return (registered_input, registered_output, current) if current == known else None
+
+
+def load_pipeline(
+    path: Path | str, registry: Registry, *, resolve: bool = True, reuse: bool = False
+) -> Pipeline:
+    """Load and validate a pipeline file; raise ValidationFailed listing every error.
+
+    With ``reuse``, a configuration the state remembers as validated skips the schema
+    checks (see the module's docstring); secrets and paths are checked all the same."""
     path = Path(path).expanduser().absolute()
-    doc = _read(path)
+    text, doc = _read(path)
     if not isinstance(doc, Mapping):
         raise ConfigError(f"{path}: a pipeline file must be a YAML mapping (version, name, ...)")
-    errors = schema_errors(load_schema("pipeline.schema.json"), doc)
     warnings: list[str] = []
     base_dir = path.parent
     input_doc, output_doc = _section(doc, "input"), _section(doc, "output")
+    state_doc = _section(doc, "state")
+    state_value = state_doc.get("path", DEFAULT_STATE_PATH)
+    state_path = resolve_path(str(state_value), base_dir)
+    known = _reusable(text, doc, registry, state_path) if reuse and resolve else None
+    errors = [] if known else schema_errors(load_schema("pipeline.schema.json"), doc)
 
-    registered_input, settings = _component("input", input_doc, registry, base_dir, errors)
+    registered_input, settings = _component(
+        "input", input_doc, registry, base_dir, errors, known[0] if known else None)
     secrets: dict[str, str] = {}
     if registered_input is not None:
         secrets, secret_errors = _secrets(
@@ -107,11 +166,8 @@ def load_pipeline(path: Path | str, registry: Registry, *, resolve: bool = True)
                     "file; prefer {env: NAME} or {file: path}"
                 )
     registered_output, output_settings = _component(
-        "output", output_doc, registry, base_dir, errors)
+        "output", output_doc, registry, base_dir, errors, known[1] if known else None)
 
-    state_doc = _section(doc, "state")
-    state_value = state_doc.get("path", DEFAULT_STATE_PATH)
-    state_path = resolve_path(str(state_value), base_dir)
     if isinstance(state_value, str) and (problem := creatable_problem(state_path)):
         errors.append(f"$.state.path: {problem}")
 
@@ -128,19 +184,24 @@ def load_pipeline(path: Path | str, registry: Registry, *, resolve: bool = True)
         output_settings=output_settings,
         state_path=state_path,
         warnings=warnings,
+        fingerprint=(known[2] if known else config_fingerprint(text, registered_input,
+                                                        registered_output)) if resolve else "",
+        validation_reused=known is not None,
     )
 
 
 def _component(
-    kind: str, doc: Mapping[str, Any], registry: Registry, base_dir: Path, errors: list[str]
+    kind: str, doc: Mapping[str, Any], registry: Registry, base_dir: Path, errors: list[str],
+    known: Registered | None = None,
 ) -> tuple[Registered | None, dict[str, Any]]:
     """The registered input or output a section names, and its settings with defaults;
-    every problem is appended to ``errors``."""
+    every problem is appended to ``errors``. A ``known`` component's settings were
+    validated before, unchanged: their schema is not checked again."""
     if not isinstance(doc.get("type"), str):
         return None, {}
     try:
-        registered = registry.input(doc["type"]) if kind == "input" else registry.output(
-            doc["type"])
+        registered = known or (registry.input(doc["type"]) if kind == "input"
+                               else registry.output(doc["type"]))
     except ConfigError as exc:
         errors.append(f"$.{kind}.type: {exc}")
         return None, {}
@@ -149,7 +210,7 @@ def _component(
         return registered, {}
     where = f"$.{kind}.settings"
     schema = registered.manifest.get("settings") or EMPTY_OBJECT_SCHEMA
-    setting_errors = schema_errors(schema, raw, where)
+    setting_errors = [] if known else schema_errors(schema, raw, where)
     errors += setting_errors
     settings = with_defaults(schema, raw)
     if not setting_errors:
@@ -187,5 +248,31 @@ def _secrets(
             continue
         redactor.add([value])
         values[name] = value
-        errors += schema_errors(schema["properties"][name], value, where)
+        if not plainly_valid(schema["properties"][name], value):
+            errors += schema_errors(schema["properties"][name], value, where)
     return values, errors
+
+
+# The keywords a secret's schema usually has: checked here without jsonschema.
+_PLAIN_KEYWORDS = frozenset({"type", "minLength", "maxLength", "pattern", "writeOnly",
+                             "readOnly", "title", "description", "examples", "$comment",
+                             "deprecated"})
+
+
+def plainly_valid(schema: Any, value: str) -> bool:
+    """True when a text ``schema`` has only type, length and pattern rules and ``value``
+    meets them: what jsonschema would find, without loading it. False means: ask it."""
+    if (not isinstance(schema, Mapping) or schema.get("type") != "string"
+            or not _PLAIN_KEYWORDS.issuperset(schema)):
+        return False
+    low, high, pattern = schema.get("minLength", 0), schema.get("maxLength"), schema.get(
+        "pattern")
+    if (type(low) is not int or (high is not None and type(high) is not int)
+            or (pattern is not None and not isinstance(pattern, str))):
+        return False
+    if len(value) < low or (high is not None and len(value) > high):
+        return False
+    try:
+        return pattern is None or re.search(pattern, value) is not None
+    except re.error:
+        return False

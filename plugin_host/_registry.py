@@ -1,7 +1,10 @@
 """Discovery: plugins found through the ``plugin_host`` entry-point group, loaded one by one.
 
 A plugin that fails to import, uses an unknown hook, or registers a bad manifest is
-recorded with its distribution's name and does not stop the others.
+recorded with its distribution's name and does not stop the others. Manifests are
+checked against the meta-schema when the registry is first read (``inputs``, ``outputs``,
+``failures``, ``input()``, ``output()``), so that a run whose configuration was validated
+before (``unchecked``) needs no JSON Schema validator at all.
 
 Environment switches, for debugging:
     PLUGIN_HOST_LOAD_PLUGINS     comma-separated entry-point names: load only these
@@ -41,6 +44,26 @@ class Registered:
 
 
 @dataclass(frozen=True)
+class _Pending:
+    """A registration whose manifest is not checked yet."""
+
+    kind: str
+    cls: type[Any]
+    manifest: Any
+    plugin: str
+    dist: str
+    version: str
+
+    def registered(self) -> Registered | None:
+        """As a Registered, if the manifest is at least a mapping with a text name."""
+        manifest = self.manifest
+        if not isinstance(manifest, Mapping) or not isinstance(manifest.get("name"), str):
+            return None
+        return Registered(self.kind, manifest["name"], self.cls, manifest, self.plugin,
+                          self.dist, self.version)
+
+
+@dataclass(frozen=True)
 class LoadFailure:
     """A plugin, or one registration of it, that could not be loaded."""
 
@@ -55,9 +78,28 @@ class Registry:
     def __init__(self) -> None:
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
-        self.inputs: dict[str, Registered] = {}
-        self.outputs: dict[str, Registered] = {}
-        self.failures: list[LoadFailure] = []
+        self._inputs: dict[str, Registered] = {}
+        self._outputs: dict[str, Registered] = {}
+        self._failures: list[LoadFailure] = []
+        self._pending: list[_Pending] = []  # registered, manifest not checked yet
+
+    @property
+    def inputs(self) -> dict[str, Registered]:
+        """Every input whose manifest is valid, by name."""
+        self._settle()
+        return self._inputs
+
+    @property
+    def outputs(self) -> dict[str, Registered]:
+        """Every output whose manifest is valid, by name."""
+        self._settle()
+        return self._outputs
+
+    @property
+    def failures(self) -> list[LoadFailure]:
+        """Every plugin, or registration of one, that could not be loaded."""
+        self._settle()
+        return self._failures
 
     def add_plugin(self, plugin: Any, name: str, distribution: str, version: str = "") -> bool:
         """Register one plugin object (a module or instance) and collect what it registers."""
@@ -67,7 +109,7 @@ class Registry:
         except Exception as exc:  # a misspelled hook or a plugin pluggy refuses
             if self._pm.is_registered(plugin):
                 self._pm.unregister(plugin)
-            self.failures.append(LoadFailure(name, distribution, _reason(exc)))
+            self._failures.append(LoadFailure(name, distribution, _reason(exc)))
             return False
         for kind, hook in (
             ("input", self._pm.hook.plugin_host_register_inputs),
@@ -83,9 +125,10 @@ class Registry:
         plugin = self._pm.get_plugin(name)
         if plugin is not None:
             self._pm.unregister(plugin)
-        for table in (self.inputs, self.outputs):
+        for table in (self._inputs, self._outputs):
             for key in [k for k, r in table.items() if r.plugin == name]:
                 del table[key]
+        self._pending = [r for r in self._pending if r.plugin != name]
 
     def _call_impl(
         self, function: Callable[..., Any], kind: str, plugin: str, dist: str, version: str
@@ -96,25 +139,50 @@ class Registry:
         try:
             function(register=register)
         except Exception as exc:
-            self.failures.append(LoadFailure(plugin, dist, _reason(exc)))
+            self._failures.append(LoadFailure(plugin, dist, _reason(exc)))
 
     def _register(self, kind: str, cls: type[Any], plugin: str, dist: str, version: str) -> None:
-        manifest = getattr(cls, "manifest", None)
+        self._pending.append(_Pending(kind, cls, getattr(cls, "manifest", None), plugin, dist,
+                                      version))
+
+    def _settle(self) -> None:
+        """Check the pending manifests, in registration order: the valid ones join the
+        tables, the others (and a second use of a name) become failures."""
+        pending, self._pending = self._pending, []
+        for entry in pending:
+            try:
+                self._admit(entry)
+            except ConfigError as exc:
+                self._failures.append(LoadFailure(entry.plugin, entry.dist, _reason(exc)))
+
+    def _admit(self, entry: _Pending) -> None:
+        kind, manifest = entry.kind, entry.manifest
         errors = manifest_errors(manifest)
         if kind == "output" and isinstance(manifest, Mapping) and manifest.get("secrets"):
             errors.append("$.secrets: outputs take settings only")
-        label = getattr(cls, "__name__", repr(cls))
+        label = getattr(entry.cls, "__name__", repr(entry.cls))
         if errors:
             raise ConfigError(f"{kind} {label} has an invalid manifest: " + "; ".join(errors))
-        assert isinstance(manifest, Mapping)
-        table = self.inputs if kind == "input" else self.outputs
-        name = str(manifest["name"])
-        if name in table:
-            other = table[name]
+        registered = entry.registered()
+        assert registered is not None
+        table = self._inputs if kind == "input" else self._outputs
+        if registered.name in table:
+            other = table[registered.name]
             raise ConfigError(
-                f"{kind} name '{name}' is already registered by {other.distribution}"
+                f"{kind} name '{registered.name}' is already registered by {other.distribution}"
             )
-        table[name] = Registered(kind, name, cls, manifest, plugin, dist, version)
+        table[registered.name] = registered
+
+    def unchecked(self, kind: str, name: str) -> Registered | None:
+        """The one input or output registered as ``name``, its manifest not checked: for a
+        configuration validated before, whose fingerprint covers the manifest. None when
+        there is none, or more than one."""
+        table = self._inputs if kind == "input" else self._outputs
+        found = [r for e in self._pending
+                 if e.kind == kind and (r := e.registered()) is not None and r.name == name]
+        if name in table:
+            found.append(table[name])
+        return found[0] if len(found) == 1 else None
 
     def input(self, name: str) -> Registered:
         """The registered input called ``name``, or a ConfigError naming the known ones."""
@@ -169,7 +237,8 @@ def discover() -> Registry:
     registry = Registry()
     only = _names("PLUGIN_HOST_LOAD_PLUGINS")
     skip = _names("PLUGIN_HOST_DISABLE_PLUGINS") or set()
-    for ep, dist, version in sorted(_entry_points(registry.failures), key=lambda t: t[0].name):
+    for ep, dist, version in sorted(_entry_points(registry._failures),
+                                    key=lambda t: t[0].name):
         if ep.name in skip or (only is not None and ep.name not in only):
             continue
         try:
@@ -177,7 +246,7 @@ def discover() -> Registry:
         except BaseException as exc:  # a plugin may even call sys.exit on import
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            registry.failures.append(LoadFailure(ep.name, dist, _reason(exc)))
+            registry._failures.append(LoadFailure(ep.name, dist, _reason(exc)))
             continue
         registry.add_plugin(plugin, ep.name, dist, version)
     return registry

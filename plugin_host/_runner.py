@@ -114,7 +114,9 @@ def run_once(
         f"plugin_host.output.{pipeline.output.name}"))
 
     with StateStore(pipeline.state_path) as store, store.lock(pipeline.name):
-        saved = store.load(pipeline.name)
+        saved = store.load(pipeline.name)  # a damaged file is refused here, before any write
+        if pipeline.fingerprint and not pipeline.validation_reused:
+            store.remember_validated(pipeline.name, pipeline.fingerprint)
         if saved is not None and saved.input_type != pipeline.input.name:
             raise ConfigError(
                 f"the saved state of pipeline {pipeline.name} belongs to input "

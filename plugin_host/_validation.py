@@ -7,10 +7,10 @@ so messages here are built from the failing keyword and the schema alone.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+if TYPE_CHECKING:  # jsonschema is imported only when something is validated
+    from jsonschema.exceptions import ValidationError
 
 __all__ = ["describe_error", "join_path", "schema_errors"]
 
@@ -92,6 +92,8 @@ def schema_errors(
     schema: Mapping[str, Any], instance: Any, base: str = "$"
 ) -> list[str]:
     """Every error of ``instance`` against ``schema``, formats checked, most relevant first."""
+    from jsonschema import Draft202012Validator
+
     validator = Draft202012Validator(
         schema, format_checker=Draft202012Validator.FORMAT_CHECKER
     )

@@ -100,7 +100,7 @@ def _stop_on_signals() -> threading.Event:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one incremental sync, or keep syncing every --interval seconds."""
     registry = discover()
-    pipeline = load_pipeline(args.pipeline, registry)
+    pipeline = load_pipeline(args.pipeline, registry, reuse=True)
     for warning in pipeline.warnings:
         log.warning("%s", warning)
     stop = _stop_on_signals()

@@ -1,0 +1,166 @@
+"""A run reuses the validation of a configuration its state remembers, and only that one.
+
+The JSON Schema checks of the pipeline file, the settings and the manifests are skipped when
+the state holds the fingerprint of the same file, manifests and host version; secrets, paths
+and each input's own checks run every time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from helpers import TOKEN_ENV, clean_env, pipeline_doc, read_jsonl, write_pipeline
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from plugin_host import Registry
+from plugin_host._pipeline import config_fingerprint, load_pipeline, plainly_valid
+from plugin_host._state import StateStore, validated_fingerprint
+from plugin_host._validation import schema_errors
+from plugin_host.testing import PluginObject
+
+Cli = Any
+
+
+def _run_twice(tmp_path: Path, cli: Cli, **kwargs: Any) -> Path:
+    pipeline = write_pipeline(tmp_path / "pipeline.yaml", **kwargs)
+    assert cli("run", pipeline).code == 0
+    return pipeline
+
+
+def test_a_second_run_reuses_the_validation_and_a_changed_file_is_validated_again(
+    tmp_path: Path, registry: Registry, cli: Cli, token: str
+) -> None:
+    pipeline = _run_twice(tmp_path, cli, settings={"total": 5})
+    first = load_pipeline(pipeline, registry, reuse=True)
+    assert first.validation_reused
+    assert validated_fingerprint(tmp_path / ".plugin-host" / "state.db", "counter") == (
+        first.fingerprint)
+
+    # the same file, one setting now out of range: the schema check runs and reports it
+    write_pipeline(pipeline, settings={"total": -1})
+    result = cli("run", pipeline)
+    assert result.code == 2
+    assert "$.input.settings.total: must be at least 0 (minimum)" in result.err
+    write_pipeline(pipeline, settings={"total": 7})
+    assert not load_pipeline(pipeline, registry, reuse=True).validation_reused
+    assert cli("run", pipeline).code == 0
+    assert load_pipeline(pipeline, registry, reuse=True).validation_reused
+    assert len(read_jsonl(tmp_path / "out.jsonl")) == 7
+
+
+def test_secrets_and_paths_are_checked_on_every_run(
+    tmp_path: Path, registry: Registry, cli: Cli, token: str, monkeypatch: Any
+) -> None:
+    pipeline = _run_twice(tmp_path, cli)
+    monkeypatch.setenv(TOKEN_ENV, "tok-x")  # shorter than the manifest's minLength 8
+    result = cli("run", pipeline)
+    assert result.code == 2
+    assert "$.input.secrets.token: must be at least 8 characters long (minLength)" in result.err
+    assert "tok-x" not in result.err
+    monkeypatch.setenv(TOKEN_ENV, "nope-12345")  # long enough, not matching ^tok-
+    assert "must match the pattern ^tok-" in cli("run", pipeline).err
+    monkeypatch.setenv(TOKEN_ENV, token)
+    (tmp_path / "out.jsonl").unlink()
+    (tmp_path / "out.jsonl").mkdir()  # the output path is now a folder
+    result = cli("run", pipeline)
+    assert result.code == 2 and "$.output.settings.path" in result.err
+
+
+def test_a_changed_manifest_changes_the_fingerprint(
+    tmp_path: Path, registry: Registry, token: str
+) -> None:
+    pipeline = load_pipeline(write_pipeline(tmp_path / "p.yaml"), registry)
+    text = pipeline.path.read_text()
+    before = config_fingerprint(text, pipeline.input, pipeline.output)
+    assert before == pipeline.fingerprint
+    changed = dict(pipeline.input.manifest, description="another")
+    moved = type(pipeline.input)(**{**pipeline.input.__dict__, "manifest": changed})
+    assert config_fingerprint(text, moved, pipeline.output) != before
+    assert config_fingerprint(text + " ", pipeline.input, pipeline.output) != before
+    assert token not in before
+
+
+def test_a_reset_forgets_the_validation(
+    tmp_path: Path, registry: Registry, cli: Cli, token: str
+) -> None:
+    pipeline = _run_twice(tmp_path, cli)
+    assert load_pipeline(pipeline, registry, reuse=True).validation_reused
+    assert cli("state", "reset", pipeline).code == 0
+    assert not load_pipeline(pipeline, registry, reuse=True).validation_reused
+
+
+def test_validate_and_check_always_validate_in_full(
+    tmp_path: Path, registry: Registry, cli: Cli, token: str
+) -> None:
+    pipeline = _run_twice(tmp_path, cli)
+    assert not load_pipeline(pipeline, registry).validation_reused
+    state = tmp_path / ".plugin-host" / "state.db"
+    with StateStore(state) as store:
+        store.remember_validated("counter", "0" * 64)  # a fingerprint of something else
+    assert not load_pipeline(pipeline, registry, reuse=True).validation_reused
+
+
+def test_a_bad_manifest_is_never_reused(tmp_path: Path, registry: Registry, token: str) -> None:
+    class Broken:
+        manifest = {"name": "fixture_counter", "settings": {"type": "nonsense"}}
+
+    assert registry.unchecked("input", "fixture_counter") is not None
+    registry.add_plugin(PluginObject(inputs=[Broken]), "second", "second-dist")
+    assert registry.unchecked("input", "fixture_counter") is None  # the name is taken twice
+    assert [f.plugin for f in registry.failures] == ["second"]
+    assert registry.inputs["fixture_counter"].plugin != "second"
+
+
+def _days_ago(days: int) -> str:
+    return (datetime.now(timezone.utc) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_reused_run_does_not_load_jsonschema(tmp_path: Path) -> None:
+    """In a fresh interpreter: the second run of a pipeline imports no JSON Schema code."""
+    from postman_audit.emulator import EmulatorConfig, PostmanEmulator
+
+    with PostmanEmulator(EmulatorConfig(events=50, days=2)) as emulator:
+        key = tmp_path / "key.txt"
+        key.write_text(emulator.config.api_key)
+        doc = pipeline_doc(input_type="postman_audit", name="audit",
+                           settings={"base_url": emulator.url,
+                                     "backfill_start_time": _days_ago(3)},
+                           secrets={"api_key": {"file": "key.txt"}})
+        pipeline = write_pipeline(tmp_path / "pipeline.yaml", doc)
+        probe = ("import sys, plugin_host.cli as c; code = c.main(['run', sys.argv[1]]); "
+                 "print(json.dumps([code, 'jsonschema' in sys.modules]))")
+        seen = []
+        for _ in range(2):
+            done = subprocess.run([sys.executable, "-c", "import json; " + probe, pipeline],
+                                  cwd=tmp_path, env=clean_env(), capture_output=True,
+                                  text=True, timeout=60, check=False)
+            seen.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert seen == [[0, True], [0, False]]
+    assert len(read_jsonl(tmp_path / "out.jsonl")) == 50
+
+
+_subset = st.fixed_dictionaries(
+    {"type": st.just("string")},
+    optional={"minLength": st.integers(0, 6), "maxLength": st.integers(0, 6),
+              "pattern": st.sampled_from(["^a", "b$", "[0-9]", "^.{2,3}$", "é"]),
+              "writeOnly": st.just(True), "description": st.text(max_size=5)},
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_subset, st.text(alphabet="ab0é\n ", max_size=8))
+def test_the_plain_secret_check_agrees_with_jsonschema(schema: dict[str, Any], value: str) -> None:
+    assert plainly_valid(schema, value) == (schema_errors(schema, value) == [])
+
+
+def test_other_secret_schemas_are_left_to_jsonschema() -> None:
+    for schema in ({"type": "string", "enum": ["tok-12345678"]},
+                   {"type": "string", "format": "uri"}, {"minLength": 1},
+                   {"type": "string", "pattern": "("}, {"type": "string", "minLength": "3"}):
+        assert not plainly_valid(schema, "tok-12345678")
