@@ -38,7 +38,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -80,27 +79,43 @@ class Proc:
     stderr: str
 
 
+class _Spawner:
+    """``spawner.py``, started once while this process is small: every measured program is
+    its child, so its peak RSS is its own (see spawner.py)."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[str] | None = None
+
+    def run(self, argv: Sequence[str], cwd: Path, timeout: float) -> dict[str, Any]:
+        if self._proc is None:
+            self._proc = subprocess.Popen([PY, str(HERE / "spawner.py")], stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, text=True)
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        request = {"argv": list(argv), "cwd": str(cwd), "stdout": str(cwd / ".stdout"),
+                   "stderr": str(cwd / ".stderr"), "timeout": timeout}
+        self._proc.stdin.write(json.dumps(request) + "\n")
+        self._proc.stdin.flush()
+        answer: dict[str, Any] = json.loads(self._proc.stdout.readline())
+        return answer
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.stdin is not None:
+            self._proc.stdin.close()
+            self._proc.wait(timeout=30)
+
+
+SPAWNER = _Spawner()
+
+
 def measure(argv: Sequence[str], cwd: Path, timeout: float = 900.0) -> Proc:
-    """Run ``argv`` in ``cwd`` and read its own rusage through ``os.wait4``."""
-    out_path, err_path = cwd / ".stdout", cwd / ".stderr"
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        started = time.monotonic()
-        child = subprocess.Popen(list(argv), cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
-                                 stderr=err)
-        killer = threading.Timer(timeout, child.kill)
-        killer.start()
-        try:
-            _, status, usage = os.wait4(child.pid, 0)
-        finally:
-            killer.cancel()
-        wall = time.monotonic() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
+    """Run ``argv`` in ``cwd`` (a child of the spawner) and read its own rusage."""
+    done = SPAWNER.run(argv, cwd, timeout)
     return Proc(
-        argv=list(argv), rc=child.returncode, wall=wall,
-        cpu=usage.ru_utime + usage.ru_stime, user=usage.ru_utime, system=usage.ru_stime,
-        rss_mib=usage.ru_maxrss / 1024.0,
-        started=started, stdout=out_path.read_text(errors="replace"),
-        stderr=err_path.read_text(errors="replace"),
+        argv=list(argv), rc=done["rc"], wall=done["wall"],
+        cpu=done["user"] + done["system"], user=done["user"], system=done["system"],
+        rss_mib=done["maxrss_kib"] / 1024.0, started=done["started"],
+        stdout=(cwd / ".stdout").read_text(errors="replace"),
+        stderr=(cwd / ".stderr").read_text(errors="replace"),
     )
 
 
@@ -700,14 +715,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="plugin-host-bench-") as tmp:
         work = Path(tmp)
-        if "backfill" in args.sections or "emulator" in args.sections:
-            section_backfill(args, work, report)
-        if "rate" in args.sections:
-            section_rate(args, work, report)
-        if "steady" in args.sections:
-            section_steady(args, work, report)
-        if "startup" in args.sections:
-            section_startup(args, work, report)
+        try:
+            if "backfill" in args.sections or "emulator" in args.sections:
+                section_backfill(args, work, report)
+            if "rate" in args.sections:
+                section_rate(args, work, report)
+            if "steady" in args.sections:
+                section_steady(args, work, report)
+            if "startup" in args.sections:
+                section_startup(args, work, report)
+        finally:
+            SPAWNER.close()
     took = time.monotonic() - began
     info["loadavg_before"], info["loadavg_after"] = load_before, os.getloadavg()
     print(f"machine: {info['nproc']} CPUs ({info['cpu']}), {info['implementation']} "

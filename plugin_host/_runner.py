@@ -22,7 +22,7 @@ import orjson
 from ._contract import InputContext, OutputContext, RunStats
 from ._exceptions import ConfigError, LocalStorageError, PluginHostError, StopRequested
 from ._pipeline import Pipeline
-from ._secrets import redactor
+from ._secrets import guarded, redactor
 from ._state import StateStore
 
 __all__ = ["CommitPolicy", "RunSummary", "run_once"]
@@ -113,7 +113,8 @@ def run_once(
     out_context = OutputContext(pipeline.name, pipeline.base_dir, logging.getLogger(
         f"plugin_host.output.{pipeline.output.name}"))
 
-    with StateStore(pipeline.state_path) as store, store.lock(pipeline.name):
+    with guarded(pipeline.secrets), StateStore(pipeline.state_path) as store, store.lock(
+            pipeline.name):
         saved = store.load(pipeline.name)  # a damaged file is refused here, before any write
         if pipeline.fingerprint and not pipeline.validation_reused:
             store.remember_validated(pipeline.name, pipeline.fingerprint)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REDACTED", "Redactor", "install_redaction", "redactor", "resolve_secret"]
+__all__ = ["REDACTED", "Redactor", "guarded", "install_redaction", "redactor",
+           "resolve_secret"]
 
 REDACTED = "***"
 
@@ -37,6 +39,19 @@ class Redactor:
 
 
 redactor = Redactor()
+
+
+@contextlib.contextmanager
+def guarded(secrets: Mapping[str, str]) -> Iterator[None]:
+    """Around code that drives an input with ``secrets``: they are redacted from every log
+    line, and from the text of any error raised through here (an upstream may quote a key
+    back), whoever called, the CLI or a library caller."""
+    redactor.add(secrets.values())
+    try:
+        yield
+    except Exception as exc:
+        exc.args = tuple(redactor(a) if isinstance(a, str) else a for a in exc.args)
+        raise
 
 
 class _RedactingFilter(logging.Filter):

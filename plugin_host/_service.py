@@ -11,6 +11,7 @@ from ._contract import InputContext
 from ._exceptions import ConfigError, UpstreamError
 from ._pipeline import Pipeline
 from ._runner import RunSummary, run_once
+from ._secrets import guarded
 from ._state import StateStore
 
 __all__ = ["check_pipeline", "run_forever", "state_reset", "state_show"]
@@ -22,11 +23,12 @@ def check_pipeline(pipeline: Pipeline) -> None:
     """Make the input's one authenticated call upstream; raise what it raises."""
     context = InputContext(pipeline.name, logging.getLogger(
         f"plugin_host.input.{pipeline.input.name}"))
-    source = pipeline.input.cls(pipeline.settings, pipeline.secrets, context)
-    try:
-        source.check()
-    finally:
-        source.close()
+    with guarded(pipeline.secrets):
+        source = pipeline.input.cls(pipeline.settings, pipeline.secrets, context)
+        try:
+            source.check()
+        finally:
+            source.close()
 
 
 def run_forever(

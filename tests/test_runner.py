@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -17,10 +18,14 @@ from plugin_host import (
     PluginHostError,
     Registry,
     StateStore,
+    UpstreamError,
     hookimpl,
     load_pipeline,
     run_once,
 )
+from plugin_host._pipeline import Pipeline
+from plugin_host._secrets import redactor
+from plugin_host._service import check_pipeline
 
 _EMPTY = {"type": "object", "properties": {}, "additionalProperties": False}
 
@@ -70,11 +75,30 @@ class BadCheckpoint(ReusedCursor):
             yield Page([{"n": i}, {"n": i + 1}], self.bad if i == 4 else {"next": i + 2})
 
 
+class QuotesItsKey(ReusedCursor):
+    """An upstream that quotes the key back in its error text, on check and on read."""
+
+    manifest: Mapping[str, Any] = {**BadCheckpoint.manifest, "name": "quotes_its_key"}
+
+    def __init__(self, settings: Any, secrets: Any, context: InputContext) -> None:
+        self.key = secrets["key"]
+        self.log = context.logger
+
+    def check(self) -> None:
+        raise UpstreamError(f"upstream said: key {self.key} is not allowed here")
+
+    def read(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
+        self.log.warning("about to use %s", self.key)
+        raise UpstreamError(f"upstream said: key {self.key} is not allowed here")
+        yield  # a generator all the same
+
+
 class _Plugin:
     @hookimpl
     def plugin_host_register_inputs(self, register: Any) -> None:
         register(ReusedCursor)
         register(BadCheckpoint)
+        register(QuotesItsKey)
 
 
 @pytest.fixture
@@ -154,3 +178,21 @@ def test_a_stop_request_ends_the_run_after_the_page_in_hand(
     summary = run_once(load_pipeline(path, registry))
     assert summary.records == 27
     assert read_jsonl(tmp_path / "out.jsonl") == [{"n": i} for i in range(30)]
+
+
+def test_a_secret_quoted_back_by_an_upstream_is_redacted_for_a_library_caller(
+    tmp_path: Path, local_registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Pipeline built by hand (no load_pipeline, which registers secrets on the CLI's
+    path): the host still keeps the key out of errors and of every redacted log line."""
+    key = "k-" + secrets.token_hex(8)
+    pipeline = Pipeline(
+        path=tmp_path / "p.yaml", name="quoting", input=local_registry.input("quotes_its_key"),
+        settings={}, secrets={"key": key}, output=local_registry.output("jsonl"),
+        output_settings={"path": str(tmp_path / "out.jsonl")}, state_path=tmp_path / "s.db")
+    for drive in (run_once, check_pipeline):
+        with pytest.raises(UpstreamError) as caught:
+            drive(pipeline)
+        assert key not in str(caught.value) and "upstream said: key *** is not" in str(
+            caught.value)
+    assert key not in redactor(caplog.text) and "about to use ***" in redactor(caplog.text)
