@@ -151,6 +151,7 @@ class JsonHttpClient:
             transport=transport,
         )
         self.host = httpx.URL(base_url).host
+        self._prefix = str(self._client.base_url).rstrip("/") + "/"
         self.timeout = timeout
         self.limiter = limiter
         self.retry = retry or RetryPolicy()
@@ -211,7 +212,7 @@ class JsonHttpClient:
         self.stats.requests += 1
         deadline = time.monotonic() + self.timeout
         try:
-            with self._client.stream("GET", path, params=params) as response:
+            with self._client.stream("GET", self.url(path, params)) as response:
                 body = self._read(response, deadline)
         except httpx.TimeoutException:
             raise _Retry("timed out") from None
@@ -246,6 +247,11 @@ class JsonHttpClient:
             raise _Retry(f"HTTP {status}", retry_after_seconds(response.headers)
                          if status == 503 else None)
         raise UpstreamError(f"{self.host}: {self.describe(status, parsed)}")
+
+    def url(self, path: str, params: Mapping[str, Any] | None = None) -> httpx.URL:
+        """The URL of ``path`` under the base URL with ``params``, exactly as httpx would
+        merge them, parsed once rather than three times."""
+        return httpx.URL(self._prefix + path.lstrip("/"), params=params)
 
     def _read(self, response: httpx.Response, deadline: float) -> bytes:
         declared = response.headers.get("content-length")

@@ -25,7 +25,7 @@ from plugin_host import (
     UpstreamError,
 )
 from plugin_host._secrets import guarded
-from plugin_host.http import RateLimiter, retry_after_seconds
+from plugin_host.http import JsonHttpClient, RateLimiter, retry_after_seconds
 
 KEY = "PMAK-client-test-5f1e2d3c4b5a69788796a5b4"
 HOST = "api.getpostman.com"
@@ -457,3 +457,15 @@ def test_the_key_is_in_no_log_record_over_real_http(caplog: pytest.LogCaptureFix
         assert secret not in str(info.value)
         for record in caplog.records:
             assert secret not in record.getMessage() and secret not in repr(record.args)
+
+
+@pytest.mark.parametrize("base", ["http://127.0.0.1:8080", "https://api.example/v1/",
+                                  "https://api.example/v1"])
+@pytest.mark.parametrize("params", [None, {"orderBy": "desc", "limit": 300},
+                                    {"cursor": "a+b/c==", "since": "2026-01-01", "q": "é ü"}])
+def test_request_urls_are_the_ones_httpx_would_build(base: str, params: Any) -> None:
+    client = JsonHttpClient(base, {})
+    expected = client._client.build_request("GET", "/audit/logs", params=params).url
+    assert client.url("/audit/logs", params) == expected
+    assert str(client.url("audit/logs", params)) == str(expected)
+    client.close()
