@@ -51,8 +51,10 @@ api_text = instants.map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.000Z"))
                               "2026-06-15 10:00:00.000Z", "2026-06-15T10:00:00.000z",
                               "２026-06-15T10:00:00.000Z"])), max_size=20))
 def test_api_instants_accepts_only_texts_that_order_and_parse_as_instants(values: list) -> None:
-    if not api_instants(values):  # refusing is always safe: the caller takes its slow path
+    span = api_instants(values)
+    if span is None:  # refusing is always safe: the caller takes its slow path
         return
+    assert span == (min(values), max(values))
     epochs = [epoch_of(v) for v in values]
     assert None not in epochs
     assert [api_epoch(v) for v in values] == epochs
@@ -64,12 +66,12 @@ def test_api_instants_accepts_only_texts_that_order_and_parse_as_instants(values
 @settings(max_examples=200, deadline=None)
 @given(st.lists(api_text, min_size=1, max_size=20))
 def test_api_instants_accepts_every_page_of_the_apis_own_shape(values: list[str]) -> None:
-    assert api_instants(values)
+    assert api_instants(values) == (min(values), max(values))
 
 
 def test_api_instants_refuses_impossible_days_across_a_page() -> None:
     good = "2026-02-28T23:59:59.000Z"
-    assert api_instants([good, "2026-03-01T00:00:00.000Z"])
-    assert not api_instants([good, "2026-02-30T00:00:00.000Z", "2026-03-01T00:00:00.000Z"])
-    assert not api_instants([good, good[:-1]])
-    assert not api_instants([])
+    assert api_instants([good, "2026-03-01T00:00:00.000Z"]) == (good, "2026-03-01T00:00:00.000Z")
+    assert api_instants([good, "2026-02-30T00:00:00.000Z", "2026-03-01T00:00:00.000Z"]) is None
+    assert api_instants([good, good[:-1]]) is None
+    assert api_instants([]) is None

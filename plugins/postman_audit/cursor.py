@@ -345,12 +345,13 @@ class SweepWalker:
             texts = list(map(_TIMESTAMP, records))
         except KeyError:
             return None
-        if not api_instants(texts):  # then texts order as their instants, and all parse
+        span = api_instants(texts)  # then texts order as their instants, and all parse
+        if span is None:
             return None
         sweep, newest_text = self.sweep, texts[0]
-        if max(texts) != newest_text:
+        if span[1] != newest_text:
             return None
-        newest, oldest = api_epoch(newest_text), api_epoch(min(texts))
+        newest, oldest = api_epoch(newest_text), api_epoch(span[0])
         if oldest < sweep.target or newest > self.now + FUTURE_SKEW:
             return None
         at_lower = sweep.at_lower

@@ -95,22 +95,23 @@ _API_SHAPE = re.compile(
 _DAY = operator.itemgetter(slice(0, 10))
 
 
-def api_instants(values: list[object]) -> bool:
-    """True when every value is a real instant in the API's exact shape (``….000Z``), so
-    that comparing the texts compares the instants and ``epoch_of`` reads each one."""
+def api_instants(values: list[object]) -> tuple[str, str] | None:
+    """The oldest and newest of ``values`` when every one is a real instant in the API's
+    exact shape (``….000Z``), so that comparing the texts compares the instants and
+    ``api_epoch`` reads each one; None otherwise."""
     if not values or set(map(type, values)) != {str}:
-        return False
+        return None
     texts: list[str] = values  # type: ignore[assignment]  # every one a str, checked above
     if set(map(len, texts)) != {24} or _API_SHAPE.fullmatch("".join(texts)) is None:
-        return False
+        return None
     low, high = min(texts), max(texts)  # one day in common: that day alone to check
     days = {low[:10]} if low[:10] == high[:10] else set(map(_DAY, texts))
     try:
         for day in days:
             date.fromisoformat(day)  # the shape allows February 30th; the calendar does not
     except ValueError:
-        return False
-    return True
+        return None
+    return low, high
 
 
 def api_epoch(text: str) -> int:
