@@ -37,28 +37,39 @@ gives an empty page.
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import math
 import random
 import re
-import signal
 import sys
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
+from ._emulator_cli import run as run_cli
+from ._emulator_config import CHOICES, FAULT_KINDS, MAX_LIMIT, EmulatorConfig
+from ._emulator_errors import (
+    INVALID_ACTION,
+    INVALID_CURSOR,
+    NOT_FOUND,
+    QUOTA_EXHAUSTED,
+    RATE_LIMITED,
+    SERVER_ERROR,
+    TEXT_503,
+    BadRequest,
+    error_body,
+    forbidden_body,
+)
 from ._emulator_http import EmulatorHandler, EmulatorServer
 from ._fakedata import ACTIONS, dumps, generate_timestamps, make_event
 
 __all__ = ["CHOICES", "FAULT_KINDS", "MAX_LIMIT", "EmulatorConfig", "PostmanEmulator", "main"]
 
-MAX_LIMIT = 300
 _SPAN = 1 << 40  # composite sort key: timestamp * _SPAN + id
 _FIRST_ID = 555_000_000
 _DAY = 86400
@@ -70,81 +81,7 @@ _RE_DATETIME = re.compile(
 _RE_ACTION = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)+\Z")
 _RE_INT = re.compile(r"-?\d{1,18}\Z")
 
-_PROBLEM = "https://api.postman.com/problems/"
-_INVALID_CURSOR = {
-    "type": _PROBLEM + "bad-request",
-    "title": "Malformed request",
-    "detail": "Invalid cursor",
-    "status": 400,
-}
-_INVALID_ACTION = {
-    "error": {
-        "name": "InvalidAuditAction",
-        "message": "Invalid audit action format. Expected format: prefix.action_name "
-        "(e.g., user.login).",
-    }
-}
-_NOT_FOUND = {
-    "type": _PROBLEM + "not-found",
-    "title": "Not Found",
-    "detail": "Not Found",
-    "status": 404,
-}
-_TEXT_503 = (
-    b"Service Unavailable: an unexpected spike in API access traffic. "
-    b"The server is usually operational within the next five minutes.\n"
-)
 _Headers = list[tuple[str, str]]
-
-
-FAULT_KINDS = ("500", "503", "reset", "truncate", "html", "delay")
-CHOICES: dict[str, tuple[str, ...]] = {
-    "since_mode": ("date", "datetime"),
-    "bounds": ("inclusive", "exclusive"),
-    "end_signal": ("missing", "null", "empty"),
-    "limit_over_max": ("clamp", "reject"),
-    "cursor_style": ("int", "string"),
-    "error_style": ("legacy", "problem"),
-}
-
-
-@dataclass
-class EmulatorConfig:
-    """Switches of the emulator; see the module docstring."""
-
-    events: int = 1000
-    days: int = 30
-    seed: int = 1
-    now: datetime | None = None
-    api_key: str = "PMAK-emulator-demo-key"
-    since_mode: str = "date"
-    bounds: str = "inclusive"
-    end_signal: str = "missing"
-    limit_over_max: str = "clamp"
-    default_limit: int = 100
-    cursor_style: str = "int"
-    same_second_burst: int = 5
-    retention_days: int = 180
-    rate_limit: int | None = None
-    rate_window: float = 60.0
-    quota: int | None = None
-    fault_rate: float = 0.0
-    faults: tuple[str, ...] = FAULT_KINDS
-    delay_seconds: float = 2.0
-    error_style: str = "legacy"
-    forbidden: bool = False
-    log_requests: bool = False
-
-    def validate(self) -> None:
-        """Raise ValueError on an unknown switch value."""
-        for name, allowed in CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
-        unknown = set(self.faults) - set(FAULT_KINDS)
-        if unknown:
-            raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
-        if self.events < 0 or self.days < 0 or not 1 <= self.default_limit <= MAX_LIMIT:
-            raise ValueError("events and days must be >= 0, default_limit within 1..300")
 
 
 @dataclass(frozen=True)
@@ -158,14 +95,6 @@ class _Snapshot:
     actions: list[str] = field(default_factory=list)
     people: list[tuple[int, ...]] = field(default_factory=list)
     by_id: dict[int, int] = field(default_factory=dict)
-
-
-class _Bad(Exception):
-    """A 400 answer raised while parsing the query."""
-
-    def __init__(self, body: dict[str, Any]) -> None:
-        super().__init__(body)
-        self.body = body
 
 
 def _utc(dt: datetime) -> datetime:
@@ -377,16 +306,13 @@ class PostmanEmulator:
     def _error(
         self, status: int, legacy: tuple[str, str], problem: tuple[str, str, str]
     ) -> tuple[int, dict[str, Any]]:
-        if self.config.error_style == "legacy":
-            return status, {"error": {"name": legacy[0], "message": legacy[1]}}
-        kind, title, detail = problem
-        return status, {"type": _PROBLEM + kind, "title": title, "detail": detail, "status": status}
+        return status, error_body(self.config.error_style, status, legacy, problem)
 
-    def _bad_param(self, message: str) -> _Bad:
+    def _bad_param(self, message: str) -> BadRequest:
         _, body = self._error(
             400, ("invalidParamsError", message), ("bad-request", "Malformed request", message)
         )
-        return _Bad(body)
+        return BadRequest(body)
 
     def _auth(
         self, headers: dict[str, str], query: dict[str, str]
@@ -428,12 +354,7 @@ class PostmanEmulator:
                 ("X-RateLimit-Remaining-Month", str(left)),
             ]
             if used > cfg.quota:
-                return 429, {
-                    "error": {
-                        "name": "serviceLimitExhausted",
-                        "message": "Service limit exhausted. Please contact your team admin.",
-                    }
-                }
+                return 429, QUOTA_EXHAUSTED
         if cfg.rate_limit is None:
             return None
         limit = cfg.rate_limit
@@ -457,15 +378,7 @@ class PostmanEmulator:
             ("Retry-After", reset_int),
             ("X-RateLimit-RetryAfter", reset_int),
         ]
-        return self._error(
-            429,
-            ("rateLimited", "Rate limit exceeded. Please retry after some time."),
-            (
-                "rate-limit-exceeded",
-                "Too Many Requests",
-                "Rate limit exceeded. Retry after the period indicated by the Retry-After header.",
-            ),
-        )
+        return self._error(429, *RATE_LIMITED)
 
     def _pick_fault(self) -> str | None:
         cfg = self.config
@@ -525,11 +438,11 @@ class PostmanEmulator:
             )
 
     def _logs(self, q: dict[str, str]) -> bytes:
-        """The 200 body of GET /audit/logs, or raise _Bad."""
+        """The 200 body of GET /audit/logs, or raise BadRequest."""
         cfg = self.config
         action = q.get("action")
         if action is not None and not _RE_ACTION.match(action):
-            raise _Bad(_INVALID_ACTION)
+            raise BadRequest(INVALID_ACTION)
         user_id = None
         if "userId" in q:
             if not _RE_INT.match(q["userId"]):
@@ -563,7 +476,7 @@ class PostmanEmulator:
             cid = int(raw) if _RE_INT.match(raw) else None
             cursor_key = snap.by_id.get(cid) if cid is not None else None
             if cursor_key is None:
-                raise _Bad(_INVALID_CURSOR)
+                raise BadRequest(INVALID_CURSOR)
         keys = snap.keys
         lo = bisect.bisect_left(keys, lo_ts * _SPAN)
         hi = bisect.bisect_right(keys, hi_ts * _SPAN + _SPAN - 1)
@@ -636,7 +549,7 @@ class PostmanEmulator:
             self.request_count += 1
         route = path.rstrip("/") or "/"
         if route not in ("/audit/logs", "/audit-actions"):
-            return 404, [], _NOT_FOUND, None
+            return 404, [], NOT_FOUND, None
         denied = self._auth(headers, query)
         if denied:
             return denied[0], [], denied[1], None
@@ -646,89 +559,29 @@ class PostmanEmulator:
             return limited[0], extra, limited[1], None
         fault = self._pick_fault()
         if fault == "500":
-            status, body = self._error(
-                500,
-                ("serverError", "An error has occurred on the server."),
-                ("internal-server-error", "Internal Server Error", "Internal Server Error"),
-            )
+            status, body = self._error(500, *SERVER_ERROR)
             return status, extra, body, fault
         if fault in ("503", "reset"):
-            return 503, extra, _TEXT_503, fault
+            return 503, extra, TEXT_503, fault
         if fault == "delay":
             time.sleep(self.config.delay_seconds)
         if self.config.forbidden:
             what = "team Audit logs" if route == "/audit/logs" else "audit actions"
-            return (
-                403,
-                extra,
-                {
-                    "error": {
-                        "name": "ForbiddenRequest",
-                        "message": f"You do not have permissions to view {what}",
-                    }
-                },
-                fault,
-            )
+            return 403, extra, forbidden_body(what), fault
         if route == "/audit-actions":
             return 200, extra, _ACTIONS_BODY, fault
         try:
             return 200, extra, self._logs(query), fault
-        except _Bad as bad:
+        except BadRequest as bad:
             return 400, extra, bad.body, fault
 
 
 _ACTIONS_BODY = dumps([{"name": n, "displayName": d} for n, d in ACTIONS])
 
 
-def _parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, EmulatorConfig]:
-    """Build the config from ``--kebab-case`` flags named after the EmulatorConfig fields."""
-    p = argparse.ArgumentParser(
-        prog="python -m postman_audit.emulator",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=0)
-    defaults = EmulatorConfig()
-    for f in fields(EmulatorConfig):
-        flag, value = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
-        if f.name == "now":
-            p.add_argument(flag, type=datetime.fromisoformat, help="ISO 8601 (default: real now)")
-        elif f.name == "faults":
-            p.add_argument(flag, default=",".join(value), help="comma-separated fault kinds")
-        elif isinstance(value, bool):
-            p.add_argument(flag, action="store_true")
-        elif f.name in ("rate_limit", "quota"):
-            p.add_argument(flag, type=int, default=None)
-        else:
-            p.add_argument(flag, type=type(value), default=value, choices=CHOICES.get(f.name))
-    args = p.parse_args(argv)
-    values = {f.name: getattr(args, f.name) for f in fields(EmulatorConfig)}
-    values["faults"] = tuple(k for k in values["faults"].split(",") if k)
-    config = EmulatorConfig(**values)
-    try:
-        config.validate()
-    except ValueError as exc:
-        p.error(str(exc))
-    return args, config
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: print the URL on stdout, then serve until SIGTERM/SIGINT."""
-    args, config = _parse_args(argv)
-    emulator = PostmanEmulator(config, host=args.host, port=args.port)
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    with emulator:
-        print(emulator.url, flush=True)
-        while not stop.wait(0.5):
-            pass
-    return 0
+    return run_cli(PostmanEmulator, argv, __doc__)
 
 
 if __name__ == "__main__":
