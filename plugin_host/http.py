@@ -151,7 +151,9 @@ class JsonHttpClient:
             transport=transport,
         )
         self.host = httpx.URL(base_url).host
-        self._prefix = str(self._client.base_url).rstrip("/") + "/"
+        base = self._client.base_url
+        # the fast URL below is httpx's merge for a base without query or fragment
+        self._prefix = None if base.query or base.fragment else str(base).rstrip("/") + "/"
         self.timeout = timeout
         self.limiter = limiter
         self.retry = retry or RetryPolicy()
@@ -251,6 +253,8 @@ class JsonHttpClient:
     def url(self, path: str, params: Mapping[str, Any] | None = None) -> httpx.URL:
         """The URL of ``path`` under the base URL with ``params``, exactly as httpx would
         merge them, parsed once rather than three times."""
+        if self._prefix is None:
+            return self._client.build_request("GET", path, params=params).url
         return httpx.URL(self._prefix + path.lstrip("/"), params=params)
 
     def _read(self, response: httpx.Response, deadline: float) -> bytes:

@@ -460,7 +460,7 @@ def test_the_key_is_in_no_log_record_over_real_http(caplog: pytest.LogCaptureFix
 
 
 @pytest.mark.parametrize("base", ["http://127.0.0.1:8080", "https://api.example/v1/",
-                                  "https://api.example/v1"])
+                                  "https://api.example/v1", "https://api.example/v1?tenant=7"])
 @pytest.mark.parametrize("params", [None, {"orderBy": "desc", "limit": 300},
                                     {"cursor": "a+b/c==", "since": "2026-01-01", "q": "é ü"}])
 def test_request_urls_are_the_ones_httpx_would_build(base: str, params: Any) -> None:
