@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from ._contract import RunStats
+from ._deadline import Deadline, transport_with_deadline
 from ._exceptions import PluginHostError, ProtocolError, StopRequested, UpstreamError
 from ._jsonl import loads
 
@@ -143,12 +144,13 @@ class JsonHttpClient:
         seed: int | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        self._deadline = Deadline()  # timeout bounds the whole exchange, not each read
         self._client = httpx.Client(
             base_url=base_url,
             headers=dict(headers),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             follow_redirects=False,
-            transport=transport,
+            transport=transport or transport_with_deadline(self._deadline),
         )
         self.host = httpx.URL(base_url).host
         base = self._client.base_url
@@ -212,7 +214,7 @@ class JsonHttpClient:
 
     def _attempt(self, path: str, params: Mapping[str, Any] | None) -> Any:
         self.stats.requests += 1
-        deadline = time.monotonic() + self.timeout
+        deadline = self._deadline.at = time.monotonic() + self.timeout
         try:
             with self._client.stream("GET", self.url(path, params)) as response:
                 body = self._read(response, deadline)
@@ -220,6 +222,8 @@ class JsonHttpClient:
             raise _Retry("timed out") from None
         except httpx.TransportError as exc:
             raise _Retry(f"connection failed ({type(exc).__name__})") from None
+        finally:
+            self._deadline.at = None
         status = response.status_code
         self._note_rate_headers(response.headers)
         if status == 200:
