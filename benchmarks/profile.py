@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import run as bench  # noqa: E402
+import harness as bench  # noqa: E402
 
 # Phases: a sample belongs to the first of these found walking from the leaf to the root.
 PHASES = (
