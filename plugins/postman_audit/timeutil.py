@@ -63,10 +63,9 @@ def _fast_epoch(ts: str) -> int | None:
     ):
         return None
     try:
-        moment = datetime.fromisoformat(ts[:19])
+        return api_epoch(ts)
     except ValueError:
         return None
-    return (moment - _EPOCH) // _SECOND
 
 
 def epoch_of(timestamp: object) -> int | None:
