@@ -27,7 +27,7 @@ from plugin_host.testing import PluginObject
 Cli = Any
 
 
-def _run_twice(tmp_path: Path, cli: Cli, **kwargs: Any) -> Path:
+def _first_run(tmp_path: Path, cli: Cli, **kwargs: Any) -> Path:
     pipeline = write_pipeline(tmp_path / "pipeline.yaml", **kwargs)
     assert cli("run", pipeline).code == 0
     return pipeline
@@ -36,7 +36,7 @@ def _run_twice(tmp_path: Path, cli: Cli, **kwargs: Any) -> Path:
 def test_a_second_run_reuses_the_validation_and_a_changed_file_is_validated_again(
     tmp_path: Path, registry: Registry, cli: Cli, token: str
 ) -> None:
-    pipeline = _run_twice(tmp_path, cli, settings={"total": 5})
+    pipeline = _first_run(tmp_path, cli, settings={"total": 5})
     first = load_pipeline(pipeline, registry, reuse=True)
     assert first.validation_reused
     assert validated_fingerprint(tmp_path / ".plugin-host" / "state.db", "counter") == (
@@ -57,7 +57,7 @@ def test_a_second_run_reuses_the_validation_and_a_changed_file_is_validated_agai
 def test_secrets_and_paths_are_checked_on_every_run(
     tmp_path: Path, registry: Registry, cli: Cli, token: str, monkeypatch: Any
 ) -> None:
-    pipeline = _run_twice(tmp_path, cli)
+    pipeline = _first_run(tmp_path, cli)
     monkeypatch.setenv(TOKEN_ENV, "tok-x")  # shorter than the manifest's minLength 8
     result = cli("run", pipeline)
     assert result.code == 2
@@ -89,7 +89,7 @@ def test_a_changed_manifest_changes_the_fingerprint(
 def test_a_reset_forgets_the_validation(
     tmp_path: Path, registry: Registry, cli: Cli, token: str
 ) -> None:
-    pipeline = _run_twice(tmp_path, cli)
+    pipeline = _first_run(tmp_path, cli)
     assert load_pipeline(pipeline, registry, reuse=True).validation_reused
     assert cli("state", "reset", pipeline).code == 0
     assert not load_pipeline(pipeline, registry, reuse=True).validation_reused
@@ -98,7 +98,7 @@ def test_a_reset_forgets_the_validation(
 def test_validate_and_check_always_validate_in_full(
     tmp_path: Path, registry: Registry, cli: Cli, token: str
 ) -> None:
-    pipeline = _run_twice(tmp_path, cli)
+    pipeline = _first_run(tmp_path, cli)
     assert not load_pipeline(pipeline, registry).validation_reused
     state = tmp_path / ".plugin-host" / "state.db"
     with StateStore(state) as store:
