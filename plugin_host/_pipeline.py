@@ -111,12 +111,12 @@ def config_fingerprint(text: str, input_: Registered, output: Registered) -> str
 
 
 def _reusable(
-    text: str, doc: Mapping[str, Any], registry: Registry, state_path: Path
+    text: str, doc: Mapping[str, Any], input_doc: Mapping[str, Any],
+    output_doc: Mapping[str, Any], registry: Registry, state_path: Path,
 ) -> tuple[Registered, Registered, str] | None:
     """The input, output and fingerprint of a configuration the state says was validated
     in full before, unchanged since; None when it must be validated now."""
-    name, input_type, output_type = (
-        doc.get("name"), _section(doc, "input").get("type"), _section(doc, "output").get("type"))
+    name, input_type, output_type = doc.get("name"), input_doc.get("type"), output_doc.get("type")
     if not (isinstance(name, str) and isinstance(input_type, str)
             and isinstance(output_type, str)):
         return None
@@ -148,7 +148,8 @@ def load_pipeline(
     state_doc = _section(doc, "state")
     state_value = state_doc.get("path", DEFAULT_STATE_PATH)
     state_path = resolve_path(str(state_value), base_dir)
-    known = _reusable(text, doc, registry, state_path) if reuse and resolve else None
+    known = (_reusable(text, doc, input_doc, output_doc, registry, state_path)
+             if reuse and resolve else None)
     errors = [] if known else schema_errors(load_schema("pipeline.schema.json"), doc)
 
     registered_input, settings = _component(
