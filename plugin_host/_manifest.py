@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ._plainschema import wellformed
 from ._schemas import load_schema
 from ._validation import schema_errors
 
@@ -21,13 +22,13 @@ def manifest_errors(manifest: Any) -> list[str]:
     """Why a manifest is refused: meta-schema errors, then invalid JSON Schema parts."""
     if not isinstance(manifest, Mapping):
         return ["$: a manifest must be a mapping"]
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError
-
     errors = schema_errors(load_schema("manifest.meta.schema.json"), manifest)
     for part in ("settings", "secrets"):
         schema = manifest.get(part)
-        if isinstance(schema, Mapping):
+        if isinstance(schema, Mapping) and not wellformed(schema):
+            from jsonschema import Draft202012Validator
+            from jsonschema.exceptions import SchemaError
+
             try:
                 Draft202012Validator.check_schema(schema)
             except SchemaError as exc:

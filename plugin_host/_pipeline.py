@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,31 +248,5 @@ def _secrets(
             continue
         redactor.add([value])
         values[name] = value
-        if not plainly_valid(schema["properties"][name], value):
-            errors += schema_errors(schema["properties"][name], value, where)
+        errors += schema_errors(schema["properties"][name], value, where)
     return values, errors
-
-
-# The keywords a secret's schema usually has: checked here without jsonschema.
-_PLAIN_KEYWORDS = frozenset({"type", "minLength", "maxLength", "pattern", "writeOnly",
-                             "readOnly", "title", "description", "examples", "$comment",
-                             "deprecated"})
-
-
-def plainly_valid(schema: Any, value: str) -> bool:
-    """True when a text ``schema`` has only type, length and pattern rules and ``value``
-    meets them: what jsonschema would find, without loading it. False means: ask it."""
-    if (not isinstance(schema, Mapping) or schema.get("type") != "string"
-            or not _PLAIN_KEYWORDS.issuperset(schema)):
-        return False
-    low, high, pattern = schema.get("minLength", 0), schema.get("maxLength"), schema.get(
-        "pattern")
-    if (type(low) is not int or (high is not None and type(high) is not int)
-            or (pattern is not None and not isinstance(pattern, str))):
-        return False
-    if len(value) < low or (high is not None and len(value) > high):
-        return False
-    try:
-        return pattern is None or re.search(pattern, value) is not None
-    except re.error:
-        return False

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._plainschema import verdict
+
 if TYPE_CHECKING:  # jsonschema is imported only when something is validated
     from jsonschema.exceptions import ValidationError
 
@@ -92,6 +94,8 @@ def schema_errors(
     schema: Mapping[str, Any], instance: Any, base: str = "$"
 ) -> list[str]:
     """Every error of ``instance`` against ``schema``, formats checked, most relevant first."""
+    if verdict(schema, instance) is True:  # a plain schema passed: no need for jsonschema
+        return []
     from jsonschema import Draft202012Validator
 
     validator = Draft202012Validator(
