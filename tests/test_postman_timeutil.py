@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from postman_audit.timeutil import api_epoch, api_instants, epoch_of
@@ -49,7 +50,11 @@ api_text = instants.map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.000Z"))
                               "2026-06-15T10:60:00.000Z", "0000-01-01T00:00:00.000Z",
                               "2026-06-15T10:00:00.123Z", "2026-06-15T10:00:00Z",
                               "2026-06-15 10:00:00.000Z", "2026-06-15T10:00:00.000z",
-                              "２026-06-15T10:00:00.000Z"])), max_size=20))
+                              "２026-06-15T10:00:00.000Z", "2026-06-15T29:00:00.000Z",
+                              "2026-06-15T30:00:00.000Z", "2026-06-15T10:00:60.000Z",
+                              "2026-06-15T10:00:00.100Z", "2026-06-15T10:00:00.001Z",
+                              "2026-13-01T10:00:00.000Z", "2026-06-15T23:59:59.000Z",
+                              "2026-06-15T19:00:00.000Z"])), max_size=20))
 def test_api_instants_accepts_only_texts_that_order_and_parse_as_instants(values: list) -> None:
     span = api_instants(values)
     if span is None:  # refusing is always safe: the caller takes its slow path
@@ -67,6 +72,20 @@ def test_api_instants_accepts_only_texts_that_order_and_parse_as_instants(values
 @given(st.lists(api_text, min_size=1, max_size=20))
 def test_api_instants_accepts_every_page_of_the_apis_own_shape(values: list[str]) -> None:
     assert api_instants(values) == (min(values), max(values))
+
+
+@pytest.mark.parametrize("bad", [
+    "2026-06-15T24:00:00.000Z", "2026-06-15T29:00:00.000Z", "2026-06-15T30:00:00.000Z",
+    "2026-06-15T10:60:00.000Z", "2026-06-15T10:00:60.000Z", "2026-06-15T10:00:00.100Z",
+    "2026-06-15T10:00:00.010Z", "2026-06-15T10:00:00.001Z", "2026-13-01T10:00:00.000Z",
+    "2026-06-31T10:00:00.000Z", "2026-06-15t10:00:00.000Z", "2026-06-15T10:00:00.000z",
+    "2026-06-15T10:00:00+000Z", "2026/06/15T10:00:00.000Z", "２026-06-15T10:00:00.000Z",
+])
+def test_api_instants_refuses_a_page_with_one_text_out_of_shape(bad: str) -> None:
+    good = ["2026-06-15T23:59:59.000Z", "2026-06-15T20:00:00.000Z"]
+    assert api_instants(good) == (good[1], good[0])
+    for where in range(3):
+        assert api_instants(good[:where] + [bad] + good[where:]) is None
 
 
 def test_api_instants_refuses_impossible_days_across_a_page() -> None:
