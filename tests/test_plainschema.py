@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from plugin_host._plainschema import verdict, wellformed
+from plugin_host._plainschema import _PLAIN_URL, verdict, wellformed
 from plugin_host._registry import discover
 from plugin_host._schemas import load_schema
 
@@ -111,6 +111,38 @@ def test_each_keyword_on_its_own_agrees_with_jsonschema(schema: Any, instance: A
 def test_a_schema_called_wellformed_passes_check_schema(schema: Any) -> None:
     if wellformed(schema):
         Draft202012Validator.check_schema(schema)
+
+
+_URL_TEMPLATES = ["{}://a.b/", "http{}://a.b/", "http:{}//a.b/", "http://{}a.b/", "http://a{}b/",
+                  "http://ab:8{}/", "http://ab{}:8/", "http://ab/x{}y", "http://ab/{}",
+                  "http://ab{}", "https://ab/x/{}/y"]
+
+
+def test_a_plain_url_is_a_uri_by_rfc3986() -> None:
+    """The shortcut that spares loading rfc3986-validator only ever says yes to a URI: each
+    character in each part of a URL, tried one at a time."""
+    from rfc3986_validator import validate_rfc3986
+
+    taken = 0
+    for template in _URL_TEMPLATES:
+        for char in [*map(chr, range(32, 127)), "é", "\n", ""]:
+            text = template.format(char)
+            if _PLAIN_URL.fullmatch(text):
+                taken += 1
+                assert validate_rfc3986(text, rule="URI"), text
+                assert validate_rfc3986(text, rule="URI_reference"), text
+    assert taken > 200  # the shortcut is taken for most plain URLs
+    for url in ("https://api.getpostman.com", "http://127.0.0.1:8080/", "https://x.y/a/b"):
+        assert _PLAIN_URL.fullmatch(url)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=30))
+def test_any_text_the_plain_url_shortcut_takes_is_a_uri(text: str) -> None:
+    from rfc3986_validator import validate_rfc3986
+
+    if _PLAIN_URL.fullmatch(text):
+        assert validate_rfc3986(text, rule="URI")
 
 
 @pytest.mark.parametrize(("schema", "instance"), [
