@@ -98,6 +98,10 @@ class Output(Protocol):
 
     ``position`` values are JSON-serializable and stored with the checkpoint in one
     transaction, so an output can cut a tail written after the last commit.
+
+    Optionally, ``written()`` (hand the buffer to the system, return the position) and
+    ``sync()`` (make everything written durable; called on another thread, beside
+    ``write``) split ``durable`` so that the host commits in the background.
     """
 
     manifest: ClassVar[Mapping[str, Any]]

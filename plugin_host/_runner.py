@@ -5,10 +5,18 @@ Commits are grouped: the output is made durable and the checkpoint committed eve
 at the end of a run, when the input fails, and when a stop is requested. A crash
 between commits loses nothing: the jsonl output cuts the uncommitted tail on restart
 and the input resumes from the committed checkpoint.
+
+An output that splits ``durable`` into ``written`` (hand the buffer over, return the
+position) and ``sync`` (wait for the disk) is committed in the background: the sync and
+the state commit of one group run on a thread of their own while the next pages are
+fetched, one commit at a time and in order. The last commit of a run, and any commit
+after a failure or a stop, is made in the foreground, so a run never ends with a commit
+in flight.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -145,6 +153,49 @@ def run_once(
     return summary
 
 
+class _Committer:
+    """Syncs the output and commits the state on a thread of its own, one commit at a
+    time: an fsync and SQLite's commit release the GIL, so the next pages are fetched
+    and written meanwhile."""
+
+    def __init__(self, sync: Any, store: StateStore, pipeline: Pipeline) -> None:
+        self._sync = sync
+        self._store = store
+        self._names = (pipeline.name, pipeline.input.name)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self, checkpoint: str, position: Mapping[str, Any] | None) -> None:
+        """Once the commit in flight is done, commit ``checkpoint`` with ``position`` as soon
+        as the output has synced it."""
+        self.wait()
+        thread = threading.Thread(target=self._commit, args=(checkpoint, position),
+                                  name="plugin-host-commit", daemon=True)
+        thread.start()
+        self._thread = thread
+
+    def _commit(self, checkpoint: str, position: Mapping[str, Any] | None) -> None:
+        try:
+            self._sync()
+            self._store.commit(*self._names, checkpoint, position)
+        except BaseException as exc:  # handed to the run's thread by ``wait``
+            self._error = exc
+
+    def wait(self) -> None:
+        """Wait for the commit in flight, if any; raise what it raised."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+
+def _background(output: Any, store: StateStore, pipeline: Pipeline) -> _Committer | None:
+    written, sync = getattr(output, "written", None), getattr(output, "sync", None)
+    return _Committer(sync, store, pipeline) if callable(written) and callable(sync) else None
+
+
 def _drive(
     pipeline: Pipeline,
     source: Any,
@@ -155,16 +206,43 @@ def _drive(
     stop_event: threading.Event,
     checkpoint: Mapping[str, Any] | None,
 ) -> None:
+    committer = _background(output, store, pipeline)
+    try:
+        _pages(pipeline, source, output, store, summary, policy, stop_event, checkpoint,
+               committer)
+    finally:
+        if committer is not None:  # never leave a commit in flight behind a failure
+            with contextlib.suppress(BaseException):
+                committer.wait()
+
+
+def _pages(
+    pipeline: Pipeline,
+    source: Any,
+    output: Any,
+    store: StateStore,
+    summary: RunSummary,
+    policy: CommitPolicy,
+    stop_event: threading.Event,
+    checkpoint: Mapping[str, Any] | None,
+    committer: _Committer | None,
+) -> None:
     pending: str | None = None
     pending_pages = 0
     last_commit = time.monotonic()
 
-    def commit() -> None:
+    def commit(last: bool = True) -> None:
+        """Commit what is pending: in the background between pages when the output allows
+        it; in the foreground, after the commit in flight, when it is the ``last``."""
         nonlocal pending, pending_pages, last_commit
+        if committer is not None and last:
+            committer.wait()
         if pending is None:
             return
-        position = output.durable()
-        store.commit(pipeline.name, pipeline.input.name, pending, position)
+        if committer is not None and not last:
+            committer.start(pending, output.written())
+        else:
+            store.commit(pipeline.name, pipeline.input.name, pending, output.durable())
         summary.commits += 1
         pending, pending_pages, last_commit = None, 0, time.monotonic()
 
@@ -181,7 +259,7 @@ def _drive(
             pending = checked
             pending_pages += 1
             if pending_pages >= policy.pages or time.monotonic() - last_commit >= policy.seconds:
-                commit()
+                commit(last=False)
             if stop_event.is_set():
                 summary.stopped_early = True
                 log.info("stop requested: finishing after the page in hand")
@@ -189,11 +267,10 @@ def _drive(
     except LocalStorageError:
         raise  # the output failed: commit nothing more, the state stays at the last commit
     except BaseException as exc:
-        if pending is not None:
-            try:
-                commit()
-            except PluginHostError as commit_error:
-                log.error("could not save progress: %s", redactor(str(commit_error)))
+        try:
+            commit()  # the pages before the failure, after the commit in flight
+        except PluginHostError as commit_error:
+            log.error("could not save progress: %s", redactor(str(commit_error)))
         if isinstance(exc, (KeyboardInterrupt, StopRequested)):
             summary.stopped_early = True
             log.info("stopped as asked; the next run resumes from the last delivered page")

@@ -160,7 +160,9 @@ class StateStore:
                 # plugin-host never leaves an empty state file (see _create): this one was
                 # truncated, and SQLite would take it for a new database and reset the state
                 raise sqlite3.DatabaseError("the file is empty")
-            self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+            # a run commits from a thread of its own, never while another thread uses the store
+            self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None,
+                                       check_same_thread=False)
             self._db.execute("PRAGMA busy_timeout = 30000")
             tables = {r[0] for r in self._db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -169,7 +169,18 @@ class JsonlOutput:
 
     def durable(self) -> Mapping[str, Any] | None:
         """Write out the buffer, fsync the file (and its folder once), return the length."""
+        position = self.written()
+        self.sync()
+        return position
+
+    def written(self) -> Mapping[str, Any]:
+        """Hand the buffer to the system; return the length ``sync`` makes durable."""
         self._flush()
+        return {"path": str(self.path), "offset": self._offset}
+
+    def sync(self) -> None:
+        """Fsync what was written (and the folder, once); safe beside ``write`` on another
+        thread, which only adds bytes past the position ``written`` returned."""
         try:
             os.fsync(self._fd)
             if not self._dir_synced:
@@ -181,7 +192,6 @@ class JsonlOutput:
                 self._dir_synced = True
         except OSError as exc:
             raise self._fail("made durable", exc) from None
-        return {"path": str(self.path), "offset": self._offset}
 
     def close(self) -> None:
         """Close the file; anything not made durable is cut by the next ``open``."""

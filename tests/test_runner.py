@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from helpers import read_jsonl, write_pipeline
 from plugin_host import (
     CommitPolicy,
     InputContext,
+    LocalStorageError,
     Page,
     PluginHostError,
     Registry,
@@ -26,6 +28,7 @@ from plugin_host import (
 from plugin_host._pipeline import Pipeline
 from plugin_host._secrets import redactor
 from plugin_host._service import check_pipeline
+from plugin_host.outputs import JsonlOutput
 
 _EMPTY = {"type": "object", "properties": {}, "additionalProperties": False}
 
@@ -93,12 +96,37 @@ class QuotesItsKey(ReusedCursor):
         yield  # a generator all the same
 
 
+class SlowSync(JsonlOutput):
+    """The jsonl output with a slow disk: each ``sync`` takes 50 ms, and one may fail."""
+
+    manifest: Mapping[str, Any] = {**JsonlOutput.manifest, "name": "slow_sync"}
+    events: list[tuple[str, Any, str]] = []
+    fail_sync: int | None = None  # which sync (0, 1, ...) fails
+
+    def write(self, records: Any) -> None:
+        self.events.append(("write", records[0]["n"], threading.current_thread().name))
+        super().write(records)
+
+    def sync(self) -> None:
+        n = sum(1 for e in self.events if e[0] == "sync")
+        self.events.append(("sync", n, threading.current_thread().name))
+        time.sleep(0.05)
+        if n == self.fail_sync:
+            raise LocalStorageError("output out.jsonl cannot be made durable (test: disk full)")
+        super().sync()
+        self.events.append(("synced", n, threading.current_thread().name))
+
+
 class _Plugin:
     @hookimpl
     def plugin_host_register_inputs(self, register: Any) -> None:
         register(ReusedCursor)
         register(BadCheckpoint)
         register(QuotesItsKey)
+
+    @hookimpl
+    def plugin_host_register_outputs(self, register: Any) -> None:
+        register(SlowSync)
 
 
 @pytest.fixture
@@ -196,3 +224,43 @@ def test_a_secret_quoted_back_by_an_upstream_is_redacted_for_a_library_caller(
         assert key not in str(caught.value) and "upstream said: key *** is not" in str(
             caught.value)
     assert key not in redactor(caplog.text) and "about to use ***" in redactor(caplog.text)
+
+
+def _slow_sync_pipeline(tmp_path: Path) -> Path:
+    return write_pipeline(tmp_path / "p.yaml", settings={"total": 30, "page_size": 3},
+                          output={"type": "slow_sync", "settings": {"path": "out.jsonl"}},
+                          state={"path": "s.db"})
+
+
+def test_pages_are_fetched_and_written_while_a_commit_waits_for_the_disk(
+    tmp_path: Path, local_registry: Registry, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(SlowSync, "events", [])
+    pipeline = load_pipeline(_slow_sync_pipeline(tmp_path), local_registry)
+    summary = run_once(pipeline, policy=CommitPolicy(pages=4, seconds=3600))
+    events = SlowSync.events
+    syncs = [e for e in events if e[0] == "sync"]
+    assert (summary.records, summary.commits, len(syncs)) == (30, 3, 3)
+    # the commits after pages 4 and 8 ran on the commit thread while pages went on; the
+    # last one (pages 9 and 10) was made before the run returned
+    assert [e[2] for e in syncs] == ["plugin-host-commit"] * 2 + ["MainThread"]
+    overlapped = [n for n in range(2) if any(
+        e[0] == "write" for e in events[events.index(syncs[n]):events.index(
+            ("synced", n, "plugin-host-commit"))])]
+    assert overlapped, events
+    assert read_jsonl(tmp_path / "out.jsonl") == [{"n": i} for i in range(30)]
+    assert _committed(tmp_path, "counter") == {"next": 30}
+
+
+def test_a_commit_that_fails_in_the_background_stops_the_run_at_the_last_good_commit(
+    tmp_path: Path, local_registry: Registry, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(SlowSync, "events", [])
+    monkeypatch.setattr(SlowSync, "fail_sync", 1)
+    path = _slow_sync_pipeline(tmp_path)
+    with pytest.raises(LocalStorageError, match="test: disk full"):
+        run_once(load_pipeline(path, local_registry), policy=CommitPolicy(pages=2, seconds=3600))
+    assert _committed(tmp_path, "counter") == {"next": 6}  # the first commit, and no other
+    monkeypatch.setattr(SlowSync, "fail_sync", None)
+    run_once(load_pipeline(path, local_registry), policy=CommitPolicy(pages=2, seconds=3600))
+    assert read_jsonl(tmp_path / "out.jsonl") == [{"n": i} for i in range(30)]
