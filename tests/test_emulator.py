@@ -533,7 +533,9 @@ def test_rate_limit_headers_and_429(style: str, spec: dict[str, Any]) -> None:
             h = r.headers
             assert h["RateLimit-Limit"] == h["X-RateLimit-Limit"] == "3"
             assert h["RateLimit-Policy"] == "3;w=30"
-            assert 1 <= int(h["RateLimit-Reset"]) <= 30 and int(h["X-RateLimit-Reset"]) <= 30
+            reset = float(h["RateLimit-Reset"])  # in 60ths of the 30 s window: halves
+            assert 0.5 <= reset <= 30 and h["X-RateLimit-Reset"] == h["RateLimit-Reset"]
+            assert (reset * 2).is_integer()
             assert h["RateLimit-Remaining"] == h["X-RateLimit-Remaining"]
             remaining.append(int(h["RateLimit-Remaining"]))
         assert remaining == [2, 1, 0]
@@ -549,6 +551,12 @@ def test_rate_limit_headers_and_429(style: str, spec: dict[str, Any]) -> None:
         else:
             assert r.json() == example(spec, "common429ErrorRateLimitExceeded")
         assert emu.status_counts[429] == 1 and emu.status_counts[200] == 3
+
+
+def test_a_real_minute_window_resets_in_whole_seconds() -> None:
+    with running(events=20, rate_limit=5, rate_window=60.0) as (_, client):
+        h = client.get("/audit/logs").headers
+        assert h["RateLimit-Reset"].isdigit() and 1 <= int(h["RateLimit-Reset"]) <= 60
 
 
 def test_rate_limit_window_recovers_with_precise_reset() -> None:

@@ -20,6 +20,8 @@ Switches (fields of :class:`EmulatorConfig`; all may be changed at run time thro
 - ``retention_days``: ``since`` before this floor gets 400 "cannot be older than YYYY-MM-DD";
   older events are not served.
 - ``rate_limit``, ``rate_window``: fixed-window limit per key (429 ``rateLimited``).
+  ``RateLimit-Reset`` counts in 60ths of the window: whole seconds for the real 60-second
+  window, so a window scaled down for a test keeps the header's relative precision.
 - ``quota``: monthly call quota (429 ``serviceLimitExhausted`` once used up).
 - ``fault_rate``, ``faults``, ``delay_seconds``: seeded injected faults: ``"500"``, ``"503"``,
   ``"reset"`` (RST, no response), ``"truncate"`` (half a body), ``"html"`` (200 text/html),
@@ -360,17 +362,21 @@ class PostmanEmulator:
         limit = cfg.rate_limit
         remaining = max(0, limit - int(count))
         reset_int = str(max(1, math.ceil(reset)))
+        # The reset in whole seconds of the real 60-second window: a window scaled down
+        # keeps that relative precision (a 60th of the window), not a whole second.
+        unit = min(1.0, max(cfg.rate_window, 1e-3) / 60)
+        reset_units = _num(round(max(1, math.ceil(round(reset / unit, 6))) * unit, 6))
         headers += [
             ("RateLimit-Policy", f"{limit};w={_num(cfg.rate_window)}"),
-            ("RateLimit", f"limit={limit}, remaining={remaining}, reset={reset_int}"),
+            ("RateLimit", f"limit={limit}, remaining={remaining}, reset={reset_units}"),
             ("RateLimit-Limit", str(limit)),
             ("X-RateLimit-Limit", str(limit)),
             ("RateLimit-Remaining", str(remaining)),
             ("X-RateLimit-Remaining", str(remaining)),
-            ("X-RateLimit-Reset", reset_int),
+            ("X-RateLimit-Reset", reset_units),
         ]
         if count <= limit:
-            headers.append(("RateLimit-Reset", reset_int))
+            headers.append(("RateLimit-Reset", reset_units))
             return None
         precise = f"{max(reset, 0.001):.3f}".rstrip("0").rstrip(".")
         headers += [
