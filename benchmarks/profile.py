@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print("py-spy is not installed: pip install py-spy", file=sys.stderr)
         return 2
     raw = args.out.with_suffix(".txt")
+    bench.compile_bytecode()  # profile the installed host, not Python compiling it
     now = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
     start = (now - timedelta(days=31)).replace(hour=0, minute=0, second=0)
     with tempfile.TemporaryDirectory(prefix="plugin-host-profile-") as tmp, \

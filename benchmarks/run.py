@@ -61,6 +61,7 @@ from harness import (  # noqa: E402
     Report,
     Stat,
     checked,
+    compile_bytecode,
     day_of,
     emulator_in_process,
     emulator_process,
@@ -430,6 +431,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = machine()
     load_before = os.getloadavg()
     report = Report()
+    compiled = compile_bytecode()
+    if compiled:
+        say(f"compiled {compiled} modules of the host to bytecode first, as pip install does")
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="plugin-host-bench-") as tmp:
         work = Path(tmp)
