@@ -35,8 +35,9 @@ PHASES = (
     ("response JSON parse (orjson)", re.compile(r"^loads \(plugin_host/_jsonl")),
     ("output JSON lines (orjson dumps)", re.compile(r"^dumps_lines \(plugin_host/_jsonl")),
     ("output write(2)", re.compile(r"^JsonlOutput\._flush ")),
-    ("checkpoint snapshot: stdlib json round trip", re.compile(r"^_checked \(plugin_host/")),
-    ("commit: fsync + SQLite state", re.compile(r"^_drive\.<locals>\.commit ")),
+    ("checkpoint snapshot (orjson, secret scan)", re.compile(r"^_checked \(plugin_host/")),
+    ("commit: fsync + SQLite state (either thread)", re.compile(
+        r"^(_pages\.<locals>\.commit|_Committer\._commit) ")),
     ("cursor: keys, timestamps, dedupe", re.compile(r"^SweepWalker\.page ")),
     ("cursor: checkpoint build", re.compile(r"^(SweepWalker\.(checkpoint|finish)|Cursor\.)")),
     ("HTTP: httpx/httpcore + socket wait", re.compile(r"^JsonHttpClient\._attempt ")),
