@@ -27,6 +27,7 @@ _COUNTS = frozenset({"minLength", "maxLength", "minItems", "maxItems"})
 _BOUNDS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})
 _KEYWORDS = (_SCHEMA_LISTS | _SUBSCHEMAS | _COUNTS | _BOUNDS
              | {"type", "properties", "required", "const", "enum", "pattern", "format", "$ref"})
+_KNOWN = _KEYWORDS | _ANNOTATIONS
 _REF = re.compile(r"#/\$defs/([A-Za-z0-9_.-]+)")
 # An http(s) URL of the plainest kind (no user, query, fragment or escapes) is a URI by
 # RFC 3986's grammar; loading rfc3986-validator (its regex costs ~6 ms) is for the rest.
@@ -43,7 +44,7 @@ def verdict(schema: Any, instance: Any) -> bool | None:
     formats checked); None when the schema is beyond what this module reads."""
     try:
         return _valid(schema, instance, schema)
-    except (_Unknown, RecursionError):
+    except (_Unknown, RecursionError, TypeError):  # TypeError: a value of a shape not foreseen
         return None
 
 
@@ -52,7 +53,7 @@ def wellformed(schema: Any) -> bool:
     False means: ask jsonschema."""
     try:
         return _wellformed(schema, root=True)
-    except RecursionError:
+    except (RecursionError, TypeError):  # TypeError: a value of a shape not foreseen
         return False
 
 
@@ -133,7 +134,7 @@ def _format(name: Any, instance: Any) -> bool:
 def _valid(schema: Any, instance: Any, root: Any) -> bool:
     if schema is True or schema is False:
         return schema
-    if type(schema) is not dict or not _KEYWORDS.union(_ANNOTATIONS).issuperset(schema):
+    if type(schema) is not dict or not _KNOWN.issuperset(schema):
         raise _Unknown
     if "$id" in schema and schema is not root:
         raise _Unknown
@@ -143,10 +144,17 @@ def _valid(schema: Any, instance: Any, root: Any) -> bool:
     return all(results)
 
 
+def _type_names(value: Any) -> list[str] | None:
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        return None
+    return names if _TYPES.issuperset(names) else None
+
+
 def _keyword(key: str, value: Any, schema: dict[str, Any], instance: Any, root: Any) -> bool:
     if key == "type":
-        names = [value] if isinstance(value, str) else value
-        if not isinstance(names, list) or not names or not _TYPES.issuperset(names):
+        names = _type_names(value)
+        if names is None:
             raise _Unknown
         return any(_is_type(instance, name) for name in names)
     if key in _SCHEMA_LISTS:
@@ -207,7 +215,8 @@ def _object_keyword(key: str, value: Any, schema: dict[str, Any], instance: Any,
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise _Unknown
         return not isinstance(instance, dict) or all(name in instance for name in value)
-    if key == "properties" and not isinstance(value, dict):
+    if key in ("properties", "additionalProperties") and not isinstance(
+            schema.get("properties", {}), dict):
         raise _Unknown
     if key == "items":
         return not isinstance(instance, list) or all(
@@ -227,7 +236,7 @@ def _object_keyword(key: str, value: Any, schema: dict[str, Any], instance: Any,
 def _wellformed(schema: Any, root: bool = False) -> bool:
     if schema is True or schema is False:
         return True
-    if type(schema) is not dict or not _KEYWORDS.union(_ANNOTATIONS).issuperset(schema):
+    if type(schema) is not dict or not _KNOWN.issuperset(schema):
         return False
     return all(_wellformed_keyword(key, value, root) for key, value in schema.items())
 
@@ -242,9 +251,8 @@ def _uri(value: Any, rule: str) -> bool:
 
 def _wellformed_keyword(key: str, value: Any, root: bool) -> bool:
     if key == "type":
-        names = [value] if isinstance(value, str) else value
-        return (isinstance(names, list) and bool(names) and _TYPES.issuperset(names)
-                and len(set(names)) == len(names))
+        names = _type_names(value)
+        return names is not None and len(set(names)) == len(names)
     if key in _SCHEMA_LISTS:
         return isinstance(value, list) and bool(value) and all(map(_wellformed, value))
     if key in _SUBSCHEMAS:

@@ -28,7 +28,7 @@ _VALUES = st.recursive(
     max_leaves=8,
 )
 _TYPE_NAMES = st.sampled_from(["string", "object", "array", "null", "boolean", "integer",
-                               "number", "strng"])
+                               "number", "strng", 1, ["string"], None])
 
 
 def _keywords(sub: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
@@ -48,7 +48,8 @@ def _keywords(sub: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
         st.builds(lambda v: {"format": v}, st.sampled_from(
             ["uri", "uri-reference", "date-time", "regex", "email", 7])),
         st.builds(lambda v: {"required": v}, st.lists(_NAMES, max_size=3) | _SCALARS),
-        st.builds(lambda v: {"properties": v}, st.dictionaries(_NAMES, sub, max_size=3)),
+        st.builds(lambda v: {"properties": v}, st.dictionaries(_NAMES, sub, max_size=3)
+                  | _SCALARS),
         st.builds(lambda v: {"additionalProperties": v}, sub),
         st.builds(lambda v: {"items": v}, sub),
         st.builds(lambda k, v: {k: v}, st.sampled_from(["allOf", "anyOf", "oneOf"]),
@@ -161,6 +162,7 @@ def test_edge_cases_agree_with_jsonschema(schema: dict[str, Any], instance: Any)
 
 
 @pytest.mark.parametrize("schema", [
+    {"type": [["string"]]}, {"additionalProperties": False, "properties": 3},
     {"not": {"type": "string"}}, {"type": "array", "uniqueItems": True},
     {"patternProperties": {"^a": {}}}, {"$ref": "other.json#/x"},
     {"type": "string", "pattern": "("}, {"type": "strng"}, {"minLength": "3"},
