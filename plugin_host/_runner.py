@@ -190,6 +190,15 @@ class _Committer:
         if error is not None:
             raise error
 
+    def settle(self) -> None:
+        """Wait until no commit is in flight, through a second Ctrl-C too, and drop its
+        error: the run is failing already, and the state stays at the last commit made."""
+        while self._thread is not None:
+            with contextlib.suppress(KeyboardInterrupt):
+                self._thread.join()
+                self._thread = None
+        self._error = None
+
 
 def _background(output: Any, store: StateStore, pipeline: Pipeline) -> _Committer | None:
     written, sync = getattr(output, "written", None), getattr(output, "sync", None)
@@ -211,9 +220,8 @@ def _drive(
         _pages(pipeline, source, output, store, summary, policy, stop_event, checkpoint,
                committer)
     finally:
-        if committer is not None:  # never leave a commit in flight behind a failure
-            with contextlib.suppress(BaseException):
-                committer.wait()
+        if committer is not None:  # never close the output under a commit in flight
+            committer.settle()
 
 
 def _pages(

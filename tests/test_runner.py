@@ -103,9 +103,17 @@ class SlowSync(JsonlOutput):
     events: list[tuple[str, Any, str]] = []
     fail_sync: int | None = None  # which sync (0, 1, ...) fails
 
+    fail_write: int | None = None  # which record number's write fails
+
     def write(self, records: Any) -> None:
         self.events.append(("write", records[0]["n"], threading.current_thread().name))
+        if records[0]["n"] == self.fail_write:
+            raise LocalStorageError("output out.jsonl cannot be written (test: disk gone)")
         super().write(records)
+
+    def close(self) -> None:
+        self.events.append(("close", None, threading.current_thread().name))
+        super().close()
 
     def sync(self) -> None:
         n = sum(1 for e in self.events if e[0] == "sync")
@@ -263,4 +271,22 @@ def test_a_commit_that_fails_in_the_background_stops_the_run_at_the_last_good_co
     assert _committed(tmp_path, "counter") == {"next": 6}  # the first commit, and no other
     monkeypatch.setattr(SlowSync, "fail_sync", None)
     run_once(load_pipeline(path, local_registry), policy=CommitPolicy(pages=2, seconds=3600))
+    assert read_jsonl(tmp_path / "out.jsonl") == [{"n": i} for i in range(30)]
+
+
+def test_the_output_is_closed_only_after_the_commit_in_flight_has_ended(
+    tmp_path: Path, local_registry: Registry, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write fails while the commit of the pages before it waits for the disk: the run
+    stops with the write's error, after that commit, and the next run goes on from it."""
+    monkeypatch.setattr(SlowSync, "events", [])
+    monkeypatch.setattr(SlowSync, "fail_write", 6)  # the page after the first commit
+    path = _slow_sync_pipeline(tmp_path)
+    with pytest.raises(LocalStorageError, match="test: disk gone"):
+        run_once(load_pipeline(path, local_registry), policy=CommitPolicy(pages=2, seconds=3600))
+    kinds = [e[0] for e in SlowSync.events]
+    assert kinds.index("synced") < kinds.index("close")
+    assert _committed(tmp_path, "counter") == {"next": 6}
+    monkeypatch.setattr(SlowSync, "fail_write", None)
+    run_once(load_pipeline(path, local_registry))
     assert read_jsonl(tmp_path / "out.jsonl") == [{"n": i} for i in range(30)]
