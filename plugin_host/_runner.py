@@ -139,9 +139,13 @@ def run_once(
             if saved is None or saved.output != position:
                 store.commit(pipeline.name, pipeline.input.name, checkpoint, position)
             source = pipeline.input.cls(pipeline.settings, pipeline.secrets, context)
+            committer = _background(output, store, pipeline)
             try:
-                _drive(pipeline, source, output, store, summary, policy, stop_event, checkpoint)
+                _drive(pipeline, source, output, store, summary, policy, stop_event, checkpoint,
+                       committer)
             finally:
+                if committer is not None:  # never close the output under a commit in flight
+                    committer.settle()
                 source.close()
         finally:
             output.close()
@@ -206,25 +210,6 @@ def _background(output: Any, store: StateStore, pipeline: Pipeline) -> _Committe
 
 
 def _drive(
-    pipeline: Pipeline,
-    source: Any,
-    output: Any,
-    store: StateStore,
-    summary: RunSummary,
-    policy: CommitPolicy,
-    stop_event: threading.Event,
-    checkpoint: Mapping[str, Any] | None,
-) -> None:
-    committer = _background(output, store, pipeline)
-    try:
-        _pages(pipeline, source, output, store, summary, policy, stop_event, checkpoint,
-               committer)
-    finally:
-        if committer is not None:  # never close the output under a commit in flight
-            committer.settle()
-
-
-def _pages(
     pipeline: Pipeline,
     source: Any,
     output: Any,
