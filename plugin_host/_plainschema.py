@@ -53,7 +53,7 @@ def wellformed(schema: Any) -> bool:
     False means: ask jsonschema."""
     try:
         return _wellformed(schema, root=True)
-    except (RecursionError, TypeError):  # TypeError: a value of a shape not foreseen
+    except (_Unknown, RecursionError, TypeError):  # TypeError: a shape not foreseen
         return False
 
 
@@ -241,14 +241,6 @@ def _wellformed(schema: Any, root: bool = False) -> bool:
     return all(_wellformed_keyword(key, value, root) for key, value in schema.items())
 
 
-def _uri(value: Any, rule: str) -> bool:
-    try:
-        from rfc3986_validator import validate_rfc3986
-    except ImportError:
-        return False
-    return isinstance(value, str) and bool(validate_rfc3986(value, rule=rule))
-
-
 def _wellformed_keyword(key: str, value: Any, root: bool) -> bool:
     if key == "type":
         names = _type_names(value)
@@ -277,8 +269,8 @@ def _wellformed_keyword(key: str, value: Any, root: bool) -> bool:
     if key == "$ref":
         return _REF.fullmatch(value) is not None if isinstance(value, str) else False
     if key == "$schema":
-        return root and _uri(value, "URI")
+        return root and isinstance(value, str) and _format("uri", value)
     if key == "$id":
-        return root and _uri(value, "URI_reference") and re.fullmatch(
-            r"[^#]*#?", value) is not None
+        return (root and isinstance(value, str) and _format("uri-reference", value)
+                and re.fullmatch(r"[^#]*#?", value) is not None)
     return key in ("const", "default")
