@@ -339,8 +339,8 @@ class PostmanEmulator:
             self.quota_used += 1
             used = self.quota_used
             count = reset = 0.0
+            window = max(cfg.rate_window, 1e-3)
             if cfg.rate_limit is not None:
-                window = max(cfg.rate_window, 1e-3)
                 elapsed = time.monotonic() - self._t0
                 idx = int(elapsed // window)
                 w_idx, n = self._rate.get(cfg.api_key, (idx, 0))
@@ -364,7 +364,7 @@ class PostmanEmulator:
         reset_int = str(max(1, math.ceil(reset)))
         # The reset in whole seconds of the real 60-second window: a window scaled down
         # keeps that relative precision (a 60th of the window), not a whole second.
-        unit = min(1.0, max(cfg.rate_window, 1e-3) / 60)
+        unit = min(1.0, window / 60)
         reset_units = _num(round(max(1, math.ceil(round(reset / unit, 6))) * unit, 6))
         headers += [
             ("RateLimit-Policy", f"{limit};w={_num(cfg.rate_window)}"),
