@@ -336,25 +336,17 @@ def prefault(work: Path, size: int) -> None:
         path.unlink()
 
 
-
-
-def compile_bytecode() -> int:
+def compile_bytecode() -> None:
     """Compile the host's and the Postman input's modules to bytecode, as a regular
-    ``pip install`` does; return how many were compiled. (An editable install compiles
-    nothing, and with ``PYTHONDONTWRITEBYTECODE`` set Python never caches what it compiles:
-    every measured run of the host would then compile its ~40 modules again, ~20 ms that
-    an installed host does not spend, while the bare loop's libraries were compiled by pip.)
-    """
+    ``pip install`` does. (An editable install compiles nothing, and with
+    ``PYTHONDONTWRITEBYTECODE`` set Python never caches what it compiles: every measured run
+    of the host would then compile its ~40 modules again, ~20 ms that an installed host does
+    not spend, while the bare loop's libraries were compiled by pip.)"""
     import compileall
     import importlib.util
 
-    compiled = 0
     for package in ("plugin_host", "postman_audit"):
         spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        for folder in spec.submodule_search_locations:
-            before = sum(1 for _ in Path(folder).rglob("*.pyc"))
-            compileall.compile_dir(folder, quiet=2)
-            compiled += sum(1 for _ in Path(folder).rglob("*.pyc")) - before
-    return compiled
+        if spec is not None and spec.submodule_search_locations:
+            for folder in spec.submodule_search_locations:
+                compileall.compile_dir(folder, quiet=2)
