@@ -60,11 +60,15 @@ class InputContext:
 
 @dataclass
 class OutputContext:
-    """What the host hands an output: the pipeline's name and folder, and a logger."""
+    """What the host hands an output: the pipeline's name and folder, a logger, and the
+    id and location of the state store that commits its positions (together they name
+    the pipeline an output file belongs to)."""
 
     pipeline_name: str
     base_dir: Path
     logger: logging.Logger
+    state_id: str = ""
+    state_location: str = ""
 
 
 @runtime_checkable

@@ -31,7 +31,8 @@ def run_demo(input_name: str, folder: Path, *, events: int = 5000) -> int:
         raise ConfigError(f"input {input_name} has no bundled emulator to run a demo against")
     folder = folder.absolute()
     folder.mkdir(parents=True, exist_ok=True)
-    for leftover in ("events.jsonl", "state.db", "state.db-wal", "state.db-shm"):
+    for leftover in ("events.jsonl", ".events.jsonl.owner", "state.db", "state.db-wal",
+                     "state.db-shm"):
         (folder / leftover).unlink(missing_ok=True)  # each demo starts afresh
     with environment(folder, events) as (settings, secrets):
         secrets_path = folder / "demo-api-key.txt"

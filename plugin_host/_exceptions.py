@@ -102,7 +102,8 @@ class StopRequested(PluginHostError):
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected error (a bug: rerun with --debug and report it)",
-    2: "configuration error: the pipeline file, settings, secrets or saved state",
+    2: "configuration error: the pipeline file, settings, secrets, saved state, or an output "
+    "file that belongs to another pipeline",
     3: "authentication or permission refused by the upstream",
     4: "upstream unavailable, failed after retries, quota exhausted or broke its contract",
     5: "local storage: the output or state cannot be written, or the state file is corrupt",

@@ -118,11 +118,12 @@ def run_once(
     summary = RunSummary(pipeline.name)
     input_log = logging.getLogger(f"plugin_host.input.{pipeline.input.name}")
     context = InputContext(pipeline.name, input_log, summary.stats, stop_event, progress)
-    out_context = OutputContext(pipeline.name, pipeline.base_dir, logging.getLogger(
-        f"plugin_host.output.{pipeline.output.name}"))
+    out_log = logging.getLogger(f"plugin_host.output.{pipeline.output.name}")
 
     with guarded(pipeline.secrets), StateStore(pipeline.state_path) as store, store.lock(
             pipeline.name):
+        out_context = OutputContext(pipeline.name, pipeline.base_dir, out_log,
+                                    state_id=store.id, state_location=str(store.path))
         saved = store.load(pipeline.name)  # a damaged file is refused here, before any write
         if pipeline.fingerprint and not pipeline.validation_reused:
             store.remember_validated(pipeline.name, pipeline.fingerprint)

@@ -16,6 +16,7 @@ import socket
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -113,6 +114,7 @@ def _create(path: Path) -> None:
             db.executescript(_SCHEMA)
             db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                        (str(SCHEMA_VERSION),))
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex,))
         finally:
             db.close()
         try:
@@ -184,12 +186,23 @@ class StateStore:
                     f"state file {path} was written by a newer plugin-host "
                     f"(schema {row[0]}); upgrade plugin-host"
                 )
+            self.id = self._store_id()
         except sqlite3.DatabaseError as exc:
             raise self._corrupt(exc) from None
         except OSError as exc:
             raise LocalStorageError(
                 f"state file {path} cannot be opened ({exc.strerror or exc})"
             ) from None
+
+    def _store_id(self) -> str:
+        """This store's id (made once, kept for good): outputs record it with the pipeline
+        they belong to, so a state file moved elsewhere is still the same store."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+        if row is None:  # a state file from before ids: give it one
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)",
+                             (uuid.uuid4().hex,))
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+        return str(row[0])
 
     def _corrupt(self, exc: Exception) -> LocalStorageError:
         text = str(exc)

@@ -3,7 +3,8 @@
 ``stdout``: JSON lines on standard output, at least once (a pipe cannot be cut back).
 ``jsonl``: JSON lines appended to a file, exactly once across crashes: the host commits
 the file's durable length with each checkpoint, and ``open`` cuts any tail written
-after the last commit.
+after the last commit. A file belongs to one pipeline (``_ownership``): another
+pipeline's run is refused before anything is cut or written.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, ClassVar
 from ._contract import OutputContext
 from ._exceptions import LocalStorageError
 from ._jsonl import dumps_lines
+from ._ownership import Owner, claim, owned_by
 from ._paths import creatable_problem, resolve_path
 from .hookspecs import hookimpl
 
@@ -95,10 +97,13 @@ class JsonlOutput:
     def __init__(self, settings: Mapping[str, Any], context: OutputContext) -> None:
         self.path = resolve_path(str(settings["path"]), context.base_dir)
         self._log = context.logger
+        self._owner = Owner(context.pipeline_name, context.state_id,
+                            context.state_location or "unknown")
         self._fd = -1
         self._offset = 0
         self._buffer = bytearray()
         self._dir_synced = True
+        self._regular = True
 
     def _fail(self, action: str, exc: OSError) -> LocalStorageError:
         reason = exc.strerror or type(exc).__name__
@@ -108,45 +113,79 @@ class JsonlOutput:
         )
 
     def open(self, committed: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-        """Open the file, cut any tail past the committed length, and return the start position."""
+        """Claim the file for this pipeline (another pipeline's file is refused, nothing
+        cut), open it, cut this pipeline's uncommitted tail, return the start position."""
         try:
             if not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._fail("opened", exc) from None
+        # a device or a pipe (/dev/null, a FIFO) is no file to own or cut back
+        self._regular = not self.path.exists() or self.path.is_file()
+        held = owned_by(self.path, self._owner) if self._regular else True
+        try:
             existed = self.path.exists()
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             self._dir_synced = existed
             size = os.fstat(self._fd).st_size
         except OSError as exc:
             raise self._fail("opened", exc) from None
         offset = size
         if committed and committed.get("path") == str(self.path):
-            offset = int(committed.get("offset", 0))
-            if size > offset:
-                self._log.warning(
-                    "cutting %d bytes written to %s after the last commit (an interrupted run); "
-                    "they will be collected again", size - offset, self.path,
-                )
-                try:
-                    os.ftruncate(self._fd, offset)
-                    os.fsync(self._fd)
-                except OSError as exc:
-                    raise self._fail("cut back", exc) from None
-            elif size < offset:
-                if size == 0:
-                    self._log.warning(
-                        "%s is empty or new, shorter than the %d bytes committed: taken as "
-                        "rotated; writing starts afresh", self.path, offset,
-                    )
-                    offset = 0
-                else:
-                    raise LocalStorageError(
-                        f"output {self.path} holds {size} bytes, fewer than the {offset} "
-                        "plugin-host committed: it was cut or replaced outside plugin-host. "
-                        "Move it aside (a rotated file is fine) and run again"
-                    )
+            offset = self._recover(size, int(committed.get("offset", 0)), held)
+        if not held:  # recorded once nothing can fail before the first write
+            claim(self.path, self._owner)
         os.lseek(self._fd, offset, os.SEEK_SET)
         self._offset = offset
         return {"path": str(self.path), "offset": offset}
+
+    def _recover(self, size: int, offset: int, held: bool) -> int:
+        """Where writing resumes, given the file's size and the committed length."""
+        if size > offset and not held:
+            return self._keep_unclaimed_tail(size, offset)
+        if size > offset:
+            self._log.warning(
+                "cutting %d bytes written to %s after the last commit (an interrupted run); "
+                "they will be collected again", size - offset, self.path,
+            )
+            try:
+                os.ftruncate(self._fd, offset)
+                os.fsync(self._fd)
+            except OSError as exc:
+                raise self._fail("cut back", exc) from None
+        elif size < offset:
+            if size != 0:
+                raise LocalStorageError(
+                    f"output {self.path} holds {size} bytes, fewer than the {offset} "
+                    "plugin-host committed: it was cut or replaced outside plugin-host. "
+                    "Move it aside (a rotated file is fine) and run again"
+                )
+            self._log.warning(
+                "%s is empty or new, shorter than the %d bytes committed: taken as "
+                "rotated; writing starts afresh", self.path, offset,
+            )
+            return 0
+        return offset
+
+    def _keep_unclaimed_tail(self, size: int, offset: int) -> int:
+        """A tail past the commit that no ownership record says is this pipeline's: kept
+        whole (at worst records repeat), or refused when its last line is torn."""
+        try:
+            last = os.pread(self._fd, 1, size - 1)
+        except OSError as exc:
+            raise self._fail("read", exc) from None
+        if last != b"\n":
+            raise LocalStorageError(
+                f"output {self.path} ends in an incomplete line after byte {offset}, the "
+                f"length pipeline {self._owner.pipeline} last committed, and no ownership "
+                "record said it was this pipeline's to cut: nothing was cut. Remove the "
+                "incomplete last line (or move the file aside) and run again"
+            )
+        self._log.warning(
+            "%s holds %d bytes after this pipeline's last commit and had no ownership record; "
+            "they were kept (records in them may be delivered again)", self.path, size - offset,
+        )
+        return size
 
     def write(self, records: Sequence[Mapping[str, Any]]) -> None:
         """Buffer the records as JSON lines; large buffers are written straight away."""
@@ -181,6 +220,8 @@ class JsonlOutput:
     def sync(self) -> None:
         """Fsync what was written (and the folder, once); safe beside ``write`` on another
         thread, which only adds bytes past the position ``written`` returned."""
+        if not self._regular:  # a device or a pipe: nothing to make durable
+            return
         try:
             os.fsync(self._fd)
             if not self._dir_synced:
