@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ._plainschema import verdict
 
 if TYPE_CHECKING:  # jsonschema is imported only when something is validated
-    from jsonschema.exceptions import ValidationError
+    from jsonschema.exceptions import SchemaError, ValidationError
 
 __all__ = ["describe_error", "join_path", "schema_errors"]
 
@@ -92,8 +92,8 @@ def _expected(keyword: str, rule: Any, schema: Any) -> str:
     return f"must be text matching the regular expression {rule}"
 
 
-def describe_error(error: ValidationError, base: str = "$") -> str:
-    """One line for one error; the instance's value never appears in it."""
+def describe_error(error: ValidationError | SchemaError, base: str = "$") -> str:
+    """One line for one error (of a value, or of a schema); the value never appears in it."""
     keyword = str(error.validator)
     rule: Any = error.validator_value
     path = join_path(base, error.absolute_path)

@@ -128,6 +128,15 @@ def test_the_manifest_meta_schema_takes_x_expected_as_words_only() -> None:
         "$.settings.properties.v['x-expected']: must be at least 1 character long (minLength)"]
 
 
+def test_a_manifest_whose_pattern_is_no_regular_expression_is_told_where(
+) -> None:
+    prop = {"type": "string", "pattern": "([a-z]", "description": "d"}
+    manifest = {"name": "words", "description": "d", "settings": {
+        "type": "object", "properties": {"v": prop}, "additionalProperties": False}}
+    assert manifest_errors(manifest) == [
+        "$.settings.properties.v.pattern: must be a valid regular expression (format)"]
+
+
 def test_the_fast_path_still_gives_the_verdict_with_x_expected() -> None:
     schema = {"type": "string", "pattern": "^a", "x-expected": "text starting with a"}
     assert verdict(schema, "abc") is True
