@@ -7,7 +7,7 @@ from typing import Any
 
 from ._plainschema import wellformed
 from ._schemas import load_schema
-from ._validation import schema_errors
+from ._validation import describe_error, schema_errors
 
 __all__ = ["EMPTY_OBJECT_SCHEMA", "manifest_errors", "secret_names"]
 
@@ -32,7 +32,7 @@ def manifest_errors(manifest: Any) -> list[str]:
             try:
                 Draft202012Validator.check_schema(schema)
             except SchemaError as exc:
-                errors.append(f"$.{part}: is not valid JSON Schema ({exc.validator})")
+                errors.append(describe_error(exc, f"$.{part}"))  # where, and what it must be
     return errors
 
 

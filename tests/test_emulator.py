@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from postman_audit.emulator import EmulatorConfig, PostmanEmulator
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference"
+REFERENCE = Path(__file__).resolve().parent / "reference"  # source and licence: its README.md
 SPEC_PATH = REFERENCE / "postman-api-audit-logs.openapi.json"
 SAMPLE_PATH = REFERENCE / "postman_audit_logs.sample.ndjson"
 NOW = datetime(2026, 6, 15, 17, 0, 0, tzinfo=timezone.utc)

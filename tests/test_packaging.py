@@ -105,5 +105,7 @@ def test_formats_are_checked_with_the_declared_dependencies_alone(
         settings={"since": "yesterday", "endpoint": "not a url"}))
     result = fresh_venv.plugin_host("validate", "p.yaml", cwd=tmp_path, env=env)
     assert result.returncode == 2
-    assert "$.input.settings.since: is not a valid date-time (format)" in result.stderr
-    assert "$.input.settings.endpoint: is not a valid uri (format)" in result.stderr
+    assert ("$.input.settings.since: must be a date-time like 2026-11-20T08:00:00Z (format)"
+            in result.stderr)
+    assert ("$.input.settings.endpoint: must be a URL like https://api.example.com/v1 (format)"
+            in result.stderr)
