@@ -40,6 +40,7 @@ import pytest
 from ._contract import InputContext
 from ._exceptions import AuthError, PluginHostError
 from ._manifest import manifest_errors, secret_names
+from ._words import plural
 from .testing import InputRun, InputRunner, PluginObject, checkpoint_text, prepare, read_pages
 
 __all__ = ["InputContract"]
@@ -110,21 +111,22 @@ class InputContract:
         added = self.add_records(n)
         if added is None:
             return None
-        assert len(added) == n, f"add_records({n}) returned {len(added)} records"
+        assert len(added) == n, f"add_records({n}) returned {plural(len(added), 'record')}"
         return self.keys(added)
 
     def _assert_once(self, records: Sequence[Mapping[str, Any]], what: str) -> list[str]:
         keys = self.keys(records)
         repeated = sorted(k for k, count in Counter(keys).items() if count > 1)
-        assert not repeated, f"{what} delivered {len(repeated)} record(s) more than once: " + (
-            ", ".join(k[:80] for k in repeated[:3]))
+        assert not repeated, (
+            f"{what} delivered {plural(len(repeated), 'record')} more than once: "
+            + ", ".join(k[:80] for k in repeated[:3]))
         return keys
 
     def _first(self, run_input: InputRunner) -> InputRun:
         first = self.run(run_input)
         assert len(first.records) >= self.min_first_run_records, (
-            f"the first run delivered {len(first.records)} records; the test upstream should "
-            f"hold at least {self.min_first_run_records} (min_first_run_records)"
+            f"the first run delivered {plural(len(first.records), 'record')}; the test upstream "
+            f"should hold at least {self.min_first_run_records} (min_first_run_records)"
         )
         return first
 
@@ -183,9 +185,9 @@ class InputContract:
         second = self.run(run_input)
         second_keys = self._assert_once(second.records, "the second run")
         again = sorted(set(second_keys) & first_keys)
-        assert not again, f"the second run delivered {len(again)} record(s) the first had"
+        assert not again, f"the second run delivered {plural(len(again), 'record')} the first had"
         assert len(second.records) == self.new_records, (
-            f"{self.new_records} records were added; the second run delivered "
+            f"{plural(self.new_records, 'record')} added; the second run delivered "
             f"{len(second.records)}"
         )
         if added is not None:
@@ -271,7 +273,8 @@ class InputContract:
             sizes.append(len(text))
         assert max(sizes) <= sizes[0] + self.state_growth_allowance, (
             f"the checkpoint grew with the records delivered: {sizes} bytes after runs of "
-            f"{self.bounded_batch} new records each (allowance {self.state_growth_allowance})"
+            f"{plural(self.bounded_batch, 'new record')} each "
+            f"(allowance {self.state_growth_allowance})"
         )
 
     def test_no_secret_in_logs_state_or_output(
