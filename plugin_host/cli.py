@@ -16,6 +16,7 @@ from typing import Any
 from . import __version__
 from ._exceptions import EXIT_CODES, PluginHostError, ValidationFailed, one_line
 from ._logging import setup_logging
+from ._manifest import documentation
 from ._pipeline import load_pipeline
 from ._registry import discover
 from ._runner import run_once
@@ -64,8 +65,17 @@ def cmd_inputs(args: argparse.Namespace) -> int:
 
 
 def cmd_spec(args: argparse.Namespace) -> int:
-    """Print an input's manifest as JSON."""
-    _print_json(dict(discover().input(args.input).manifest))
+    """Print an input's manifest as JSON, its documentation as a URL or an installed file."""
+    registered = discover().input(args.input)
+    manifest = dict(registered.manifest)
+    if "documentation" in manifest:
+        where = documentation(manifest, registered.cls)
+        if where is None:
+            log.warning("input %s: its documentation %s is not installed with it",
+                        registered.name, manifest.pop("documentation"))
+        else:
+            manifest["documentation"] = where
+    _print_json(manifest)
     return 0
 
 

@@ -39,7 +39,7 @@ import pytest
 
 from ._contract import InputContext
 from ._exceptions import AuthError, PluginHostError
-from ._manifest import manifest_errors, secret_names
+from ._manifest import documentation, manifest_errors, secret_names
 from ._words import plural
 from .testing import InputRun, InputRunner, PluginObject, checkpoint_text, prepare, read_pages
 
@@ -133,12 +133,17 @@ class InputContract:
     # -- the contract ------------------------------------------------------------------------
 
     def test_manifest_is_valid_and_secrets_write_only(self, register_plugin: Any) -> None:
-        """The manifest passes the meta-schema, every secret is writeOnly, the registry
-        accepts the class, and this test's settings and secrets satisfy the manifest."""
+        """The manifest passes the meta-schema, its documentation is a URL or an installed
+        file, every secret is writeOnly, the registry accepts the class, and this test's
+        settings and secrets satisfy the manifest."""
         cls = self.input_class
         manifest = getattr(cls, "manifest", None)
         assert manifest_errors(manifest) == []
         assert isinstance(manifest, Mapping)
+        if "documentation" in manifest:
+            assert documentation(manifest, cls) is not None, (
+                f"documentation {manifest['documentation']!r} is neither a URL nor a file "
+                "beside the input's module (ship it as package data)")
         secrets_schema = manifest.get("secrets") or {}
         for name, prop in (secrets_schema.get("properties") or {}).items():
             assert prop.get("writeOnly") is True, f"secret {name} is not marked writeOnly: true"
