@@ -39,7 +39,8 @@ import pytest
 
 from ._contract import InputContext
 from ._exceptions import AuthError, PluginHostError
-from ._manifest import manifest_errors, secret_names
+from ._manifest import documentation, manifest_errors, secret_names
+from ._words import plural
 from .testing import InputRun, InputRunner, PluginObject, checkpoint_text, prepare, read_pages
 
 __all__ = ["InputContract"]
@@ -110,33 +111,39 @@ class InputContract:
         added = self.add_records(n)
         if added is None:
             return None
-        assert len(added) == n, f"add_records({n}) returned {len(added)} records"
+        assert len(added) == n, f"add_records({n}) returned {plural(len(added), 'record')}"
         return self.keys(added)
 
     def _assert_once(self, records: Sequence[Mapping[str, Any]], what: str) -> list[str]:
         keys = self.keys(records)
         repeated = sorted(k for k, count in Counter(keys).items() if count > 1)
-        assert not repeated, f"{what} delivered {len(repeated)} record(s) more than once: " + (
-            ", ".join(k[:80] for k in repeated[:3]))
+        assert not repeated, (
+            f"{what} delivered {plural(len(repeated), 'record')} more than once: "
+            + ", ".join(k[:80] for k in repeated[:3]))
         return keys
 
     def _first(self, run_input: InputRunner) -> InputRun:
         first = self.run(run_input)
         assert len(first.records) >= self.min_first_run_records, (
-            f"the first run delivered {len(first.records)} records; the test upstream should "
-            f"hold at least {self.min_first_run_records} (min_first_run_records)"
+            f"the first run delivered {plural(len(first.records), 'record')}; the test upstream "
+            f"should hold at least {self.min_first_run_records} (min_first_run_records)"
         )
         return first
 
     # -- the contract ------------------------------------------------------------------------
 
     def test_manifest_is_valid_and_secrets_write_only(self, register_plugin: Any) -> None:
-        """The manifest passes the meta-schema, every secret is writeOnly, the registry
-        accepts the class, and this test's settings and secrets satisfy the manifest."""
+        """The manifest passes the meta-schema, its documentation is a URL or an installed
+        file, every secret is writeOnly, the registry accepts the class, and this test's
+        settings and secrets satisfy the manifest."""
         cls = self.input_class
         manifest = getattr(cls, "manifest", None)
         assert manifest_errors(manifest) == []
         assert isinstance(manifest, Mapping)
+        if "documentation" in manifest:
+            assert documentation(manifest, cls) is not None, (
+                f"documentation {manifest['documentation']!r} is neither a URL nor a file "
+                "beside the input's module (ship it as package data)")
         secrets_schema = manifest.get("secrets") or {}
         for name, prop in (secrets_schema.get("properties") or {}).items():
             assert prop.get("writeOnly") is True, f"secret {name} is not marked writeOnly: true"
@@ -183,9 +190,9 @@ class InputContract:
         second = self.run(run_input)
         second_keys = self._assert_once(second.records, "the second run")
         again = sorted(set(second_keys) & first_keys)
-        assert not again, f"the second run delivered {len(again)} record(s) the first had"
+        assert not again, f"the second run delivered {plural(len(again), 'record')} the first had"
         assert len(second.records) == self.new_records, (
-            f"{self.new_records} records were added; the second run delivered "
+            f"{plural(self.new_records, 'record')} added; the second run delivered "
             f"{len(second.records)}"
         )
         if added is not None:
@@ -271,7 +278,8 @@ class InputContract:
             sizes.append(len(text))
         assert max(sizes) <= sizes[0] + self.state_growth_allowance, (
             f"the checkpoint grew with the records delivered: {sizes} bytes after runs of "
-            f"{self.bounded_batch} new records each (allowance {self.state_growth_allowance})"
+            f"{plural(self.bounded_batch, 'new record')} each "
+            f"(allowance {self.state_growth_allowance})"
         )
 
     def test_no_secret_in_logs_state_or_output(

@@ -109,3 +109,15 @@ def test_formats_are_checked_with_the_declared_dependencies_alone(
             in result.stderr)
     assert ("$.input.settings.endpoint: must be a URL like https://api.example.com/v1 (format)"
             in result.stderr)
+
+
+def test_spec_points_to_documentation_installed_with_the_input(
+    fresh_venv: Venv, tmp_path: Path
+) -> None:
+    result = fresh_venv.plugin_host("spec", "postman_audit", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    path = Path(json.loads(result.stdout)["documentation"])
+    assert path.is_file() and path.is_relative_to(fresh_venv.root)
+    readme = REPO / "plugins" / "postman_audit" / "README.md"
+    assert path.read_text(encoding="utf-8") == readme.read_text(encoding="utf-8")

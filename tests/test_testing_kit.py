@@ -200,6 +200,7 @@ class ListInput:
     manifest = {
         "name": "list_input",
         "description": "Items from a list.",
+        "documentation": "list-input.md",
         "settings": {"type": "object", "additionalProperties": False, "properties": {
             "page_size": {"type": "integer", "default": 4, "description": "Per page."}}},
         "secrets": {"type": "object", "additionalProperties": False, "required": ["api_key"],
@@ -279,6 +280,10 @@ class NotJson(ListInput):
             yield Page([{**r, "seen": {1, 2}} for r in page.records], page.checkpoint)
 
 
+class Misdocumented(ListInput):
+    manifest = {**ListInput.manifest, "name": "misdocumented", "documentation": "missing.md"}
+
+
 class Readable(ListInput):
     manifest = {**ListInput.manifest, "name": "readable", "secrets": {
         "type": "object", "additionalProperties": False,
@@ -300,7 +305,7 @@ class ListContract(InputContract):
 
 
 for _cls in (ListInput, Redelivers, Mutates, Tuples, Unversioned, Grows, Leaks, Trusting,
-             NotJson, Readable):
+             NotJson, Misdocumented, Readable):
     globals()["Test" + _cls.__name__] = type("Test" + _cls.__name__, (ListContract,),
                                              {"input_class": _cls})
 '''
@@ -316,6 +321,7 @@ EXPECTED_FAILURES = {
     "TestLeaks": {"test_no_secret_in_logs_state_or_output"},
     "TestTrusting": {"test_check_refuses_a_wrong_secret"},
     "TestNotJson": {"test_records_are_json_objects"},
+    "TestMisdocumented": {"test_manifest_is_valid_and_secrets_write_only"},
     "TestReadable": {"test_manifest_is_valid_and_secrets_write_only"},
 }
 
@@ -324,6 +330,7 @@ EXPECTED_FAILURES = {
 def test_the_contract_suite_fails_each_broken_rule(tmp_path: Path) -> None:
     """A good input passes the whole suite; each broken input fails the test of its rule."""
     (tmp_path / "test_victims.py").write_text(textwrap.dedent(CONTRACT_VICTIMS))
+    (tmp_path / "list-input.md").write_text("# list_input\n")
     report = tmp_path / "report.xml"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     done = subprocess.run(

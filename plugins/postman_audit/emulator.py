@@ -587,7 +587,7 @@ _ACTIONS_BODY = dumps([{"name": n, "displayName": d} for n, d in ACTIONS])
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: print the URL on stdout, then serve until SIGTERM/SIGINT."""
-    return run_cli(PostmanEmulator, argv, __doc__)
+    return run_cli(PostmanEmulator, argv)
 
 
 if __name__ == "__main__":

@@ -255,5 +255,7 @@ class PostmanAuditInput:
             back_to = format_instant(sweep.target)
             share = f", {min(100.0, 100 * done):.0f}% of the way back to {back_to}"
         at = "" if sweep.lower is None else f", at {format_instant(sweep.lower)}"
-        waits = f", {stats.rate_limit_waits} rate-limit waits" if stats.rate_limit_waits else ""
-        self.context.progress(f"postman_audit: {delivered} events{at}{share}{waits}")
+        waits = stats.rate_limit_waits
+        said = f", {waits} rate-limit wait{'s' if waits != 1 else ''}" if waits else ""
+        events = f"{delivered} event{'s' if delivered != 1 else ''}"
+        self.context.progress(f"postman_audit: {events}{at}{share}{said}")
