@@ -255,5 +255,7 @@ class PostmanAuditInput:
             back_to = format_instant(sweep.target)
             share = f", {min(100.0, 100 * done):.0f}% of the way back to {back_to}"
         at = "" if sweep.lower is None else f", at {format_instant(sweep.lower)}"
-        waits = f", {stats.rate_limit_waits} rate-limit waits" if stats.rate_limit_waits else ""
-        self.context.progress(f"postman_audit: {delivered} events{at}{share}{waits}")
+        n = stats.rate_limit_waits
+        waits = f", {n} rate-limit wait{'' if n == 1 else 's'}" if n else ""
+        events = f"{delivered} event{'' if delivered == 1 else 's'}"
+        self.context.progress(f"postman_audit: {events}{at}{share}{waits}")
