@@ -63,26 +63,39 @@ class RunSummary:
         s = self.stats
         rate = self.records / self.seconds if self.seconds > 0 else 0.0
         text = (
-            f"{self.pipeline}: {self.records} records in {self.pages} pages, "
-            f"{s.requests} requests, {self.seconds:.2f}s ({rate:.0f} records/s)"
+            f"{self.pipeline}: {_count(self.records, 'record')} in {_count(self.pages, 'page')}, "
+            f"{_count(s.requests, 'request')}, {self.seconds:.2f}s ({rate:.0f} records/s)"
         )
         if s.retries or s.rate_limit_waits:
-            text += f", {s.retries} retries, {s.rate_limit_waits} rate-limit waits"
+            text += (f", {_count(s.retries, 'retry', 'retries')}, "
+                     f"{_count(s.rate_limit_waits, 'rate-limit wait')}")
+            if s.rate_limited_responses:
+                text += f" ({s.rate_limited_responses} after a 429)"
+            text += (f"; waited {s.rate_limit_wait_seconds:.1f} s on rate limits, "
+                     f"{s.retry_wait_seconds:.1f} s before retries")
         return text + (" [stopped early]" if self.stopped_early else "")
 
     def as_dict(self) -> dict[str, Any]:
         """The summary as JSON-ready data."""
+        s = self.stats
         return {
             "pipeline": self.pipeline,
             "records": self.records,
             "pages": self.pages,
             "commits": self.commits,
             "seconds": round(self.seconds, 3),
-            "requests": self.stats.requests,
-            "retries": self.stats.retries,
-            "rate_limit_waits": self.stats.rate_limit_waits,
+            "requests": s.requests,
+            "retries": s.retries,
+            "rate_limit_waits": s.rate_limit_waits,
+            "rate_limited_responses": s.rate_limited_responses,
+            "wait_seconds_rate_limit": round(s.rate_limit_wait_seconds, 3),
+            "wait_seconds_retry": round(s.retry_wait_seconds, 3),
             "stopped_early": self.stopped_early,
         }
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def _checked(checkpoint: Mapping[str, Any], pipeline: Pipeline) -> str:
