@@ -32,6 +32,7 @@ from ._exceptions import ConfigError, LocalStorageError, PluginHostError, StopRe
 from ._pipeline import Pipeline
 from ._secrets import guarded, redactor
 from ._state import StateStore
+from ._words import plural
 
 __all__ = ["CommitPolicy", "RunSummary", "run_once"]
 
@@ -63,12 +64,12 @@ class RunSummary:
         s = self.stats
         rate = self.records / self.seconds if self.seconds > 0 else 0.0
         text = (
-            f"{self.pipeline}: {_count(self.records, 'record')} in {_count(self.pages, 'page')}, "
-            f"{_count(s.requests, 'request')}, {self.seconds:.2f}s ({rate:.0f} records/s)"
+            f"{self.pipeline}: {plural(self.records, 'record')} in {plural(self.pages, 'page')}, "
+            f"{plural(s.requests, 'request')}, {self.seconds:.2f}s ({rate:.0f} records/s)"
         )
         if s.retries or s.rate_limit_waits:
-            text += (f", {_count(s.retries, 'retry', 'retries')}, "
-                     f"{_count(s.rate_limit_waits, 'rate-limit wait')}")
+            text += (f", {plural(s.retries, 'retry')}, "
+                     f"{plural(s.rate_limit_waits, 'rate-limit wait')}")
             if s.rate_limited_responses:
                 text += f" ({s.rate_limited_responses} after a 429)"
             text += (f"; waited {s.rate_limit_wait_seconds:.1f} s on rate limits, "
@@ -92,10 +93,6 @@ class RunSummary:
             "wait_seconds_retry": round(s.retry_wait_seconds, 3),
             "stopped_early": self.stopped_early,
         }
-
-
-def _count(n: int, one: str, many: str | None = None) -> str:
-    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def _checked(checkpoint: Mapping[str, Any], pipeline: Pipeline) -> str:
