@@ -63,6 +63,10 @@ def test_the_wheel_holds_the_schemas_and_the_entry_points(wheel: Path) -> None:
             assert json.loads(zf.read(f"plugin_host/schemas/{schema}"))["$schema"].startswith(
                 "https://json-schema.org/")
     assert "plugin_host/__main__.py" in names
+    assert {f"plugin_host/testing/{m}.py" for m in (
+        "__init__", "driver", "contract_suite", "pytest_plugin")} <= names
+    assert "[pytest11]\nplugin_host = plugin_host.testing.pytest_plugin\n" in entry_text.replace(
+        "\r\n", "\n")
     assert not any(n.startswith("tests/") for n in names)
     assert "[plugin_host]\nbuiltin_outputs = plugin_host.outputs\n" in entry_text.replace(
         "\r\n", "\n")
