@@ -3,13 +3,16 @@
 Each demo starts afresh in its folder (the previous events and state are removed).
 An input offers a demo by implementing ``HasDemo``: ``demo_environment(folder, events)``,
 a context manager that starts its emulator and yields ``(settings, secrets)`` for a
-pipeline.
+pipeline. Each secret goes to a file of its own (mode 0600), which the pipeline names.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +40,7 @@ def run_demo(input_name: str, folder: Path, *, events: int = 5000) -> int:
                      "state.db-shm"):
         (folder / leftover).unlink(missing_ok=True)  # each demo starts afresh
     with cls.demo_environment(folder, events) as (settings, secrets):
-        secrets_path = folder / "demo-api-key.txt"
-        secrets_path.write_text(str(secrets.get("api_key", "")) + "\n")
-        secrets_path.chmod(0o600)
-        refs = {name: {"file": secrets_path.name} for name in secrets}
+        refs = _write_secrets(folder, secrets)
         doc: dict[str, Any] = {
             "version": 1,
             "name": f"{input_name}-demo",
@@ -62,3 +62,33 @@ def run_demo(input_name: str, folder: Path, *, events: int = 5000) -> int:
     print(summary.line(), file=sys.stderr)
     return 0
 
+
+def _file_names(names: Iterable[str]) -> dict[str, str]:
+    """A file name in the demo folder for each secret: ``demo-NAME.secret`` for a plain
+    name, else a numbered one; never two alike, even on a case-insensitive disk."""
+    files: dict[str, str] = {}
+    taken: set[str] = set()
+    for index, name in enumerate(names):
+        stem = name if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name) else f"secret-{index}"
+        file, n = f"demo-{stem}.secret", 1
+        while file.lower() in taken:
+            file, n = f"demo-{stem}-{n}.secret", n + 1
+        taken.add(file.lower())
+        files[name] = file
+    return files
+
+
+def _write_secrets(folder: Path, secrets: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """Write each secret to a file of its own, readable by its owner alone (0600 from the
+    moment it exists); return the pipeline file's references to them."""
+    refs: dict[str, dict[str, str]] = {}
+    for name, file in _file_names(secrets).items():
+        fd = os.open(folder / file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                     0o600)
+        try:
+            os.fchmod(fd, 0o600)  # a file left by an earlier demo keeps its mode otherwise
+            os.write(fd, (str(secrets[name]) + "\n").encode("utf-8"))
+        finally:
+            os.close(fd)
+        refs[name] = {"file": file}
+    return refs
