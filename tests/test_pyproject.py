@@ -1,7 +1,7 @@
 """pyproject.toml's packaging tables name what is there: every package, and no other data.
 
 Python 3.10 has no tomllib, so the few tables read here are parsed by a tiny reader of
-one-line values (checked against tomllib where it exists).
+strings and lists of them (checked against tomllib where it exists).
 """
 
 from __future__ import annotations
@@ -16,13 +16,26 @@ REPO = Path(__file__).resolve().parent.parent
 PYPROJECT = REPO / "pyproject.toml"
 
 
+def _lines(text: str) -> list[str]:
+    """The stripped lines, a list that spans lines joined into one, comments dropped."""
+    lines: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if lines and lines[-1].count("[") > lines[-1].count("]") and "=" in lines[-1]:
+            lines[-1] += " " + line
+        else:
+            lines.append(line)
+    return lines
+
+
 def _tables(text: str) -> dict[str, dict[str, Any]]:
-    """Each ``[table]``'s ``key = value`` lines whose value is a one-line string, list or
-    inline table of strings (what the packaging tables hold)."""
+    """Each ``[table]``'s ``key = value`` lines whose value is a string, a list of strings
+    or an inline table of strings (what the packaging tables hold)."""
     tables: dict[str, dict[str, Any]] = {}
     current: dict[str, Any] = {}
-    for line in text.splitlines():
-        line = line.strip()
+    for line in _lines(text):
         if line.startswith("[["):  # an array of tables: not read
             current = {}
         elif header := re.fullmatch(r"\[([^\[\]]+)\]", line):

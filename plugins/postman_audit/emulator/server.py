@@ -1,41 +1,4 @@
-"""Stdlib-only emulator of Postman's ``GET /audit/logs`` and ``GET /audit-actions``.
-
-A ``ThreadingHTTPServer`` on 127.0.0.1 serving deterministic fake events (see ``_fakedata``),
-with HTTP/1.1 keep-alive, ``TCP_NODELAY`` and every response written in one ``sendall``.
-Page bodies are joined from per-event JSON bytes serialized once at generation.
-
-Switches (fields of :class:`EmulatorConfig`; all may be changed at run time through
-``emulator.config``, except the generation fields ``events``/``days``/``seed``):
-
-- ``events``, ``days``, ``seed``, ``now``: what is generated, over which span, up to when.
-- ``api_key``: the only accepted key (``X-API-Key`` header or ``apikey`` query parameter).
-- ``since_mode``: ``"date"`` (``YYYY-MM-DD`` only) or ``"datetime"`` (also RFC 3339 date-times,
-  time of day honoured).
-- ``bounds``: ``"inclusive"`` or ``"exclusive"`` treatment of ``since``/``until``.
-- ``end_signal``: last page has ``nextCursor`` ``"missing"``, ``"null"`` or ``"empty"`` (``""``).
-- ``limit_over_max``: ``limit`` > 300 is ``"clamp"``-ed or ``"reject"``-ed with 400.
-- ``default_limit``: page size when ``limit`` is absent.
-- ``cursor_style``: ``nextCursor`` as JSON ``"int"`` or ``"string"``.
-- ``same_second_burst``: up to this many generated events share one second (ties).
-- ``retention_days``: ``since`` before this floor gets 400 "cannot be older than YYYY-MM-DD";
-  older events are not served.
-- ``rate_limit``, ``rate_window``: fixed-window limit per key (429 ``rateLimited``).
-  ``RateLimit-Reset`` counts in 60ths of the window: whole seconds for the real 60-second
-  window, so a window scaled down for a test keeps the header's relative precision.
-- ``quota``: monthly call quota (429 ``serviceLimitExhausted`` once used up).
-- ``fault_rate``, ``faults``, ``delay_seconds``: seeded injected faults: ``"500"``, ``"503"``,
-  ``"reset"`` (RST, no response), ``"truncate"`` (half a body), ``"html"`` (200 text/html),
-  ``"delay"`` (sleep, then answer normally).
-- ``error_style``: ``"legacy"`` ``{"error":{name,message}}`` or ``"problem"`` (RFC 7807) bodies.
-- ``forbidden``: every call gets 403 ``ForbiddenRequest``.
-- ``log_requests``: log each request to stderr (off by default).
-
-Decisions where Postman's behaviour is undocumented: ``userId`` matches the actor or the
-subject user; ``action`` must match exactly; an unparsable cursor or an id that was never served
-gets the "Invalid cursor" problem body; a date-only value in ``"datetime"`` mode covers whole
-days exactly like ``"date"`` mode; empty query values count as absent; ``since`` > ``until``
-gives an empty page.
-"""
+"""``PostmanEmulator``: the emulated API's events, clock, server thread and answers."""
 
 from __future__ import annotations
 
@@ -43,19 +6,17 @@ import bisect
 import math
 import random
 import re
-import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any
 
-from ._emulator_cli import run as run_cli
-from ._emulator_config import CHOICES, FAULT_KINDS, MAX_LIMIT, EmulatorConfig
-from ._emulator_errors import (
+from .config import MAX_LIMIT, EmulatorConfig
+from .errors import (
     INVALID_ACTION,
     INVALID_CURSOR,
     NOT_FOUND,
@@ -67,10 +28,10 @@ from ._emulator_errors import (
     error_body,
     forbidden_body,
 )
-from ._emulator_http import EmulatorHandler, EmulatorServer
-from ._fakedata import ACTIONS, dumps, generate_timestamps, make_event
+from .fakedata import ACTIONS, dumps, generate_timestamps, make_event
+from .http import EmulatorHandler, EmulatorServer
 
-__all__ = ["CHOICES", "FAULT_KINDS", "MAX_LIMIT", "EmulatorConfig", "PostmanEmulator", "main"]
+__all__ = ["PostmanEmulator"]
 
 _SPAN = 1 << 40  # composite sort key: timestamp * _SPAN + id
 _FIRST_ID = 555_000_000
@@ -583,12 +544,3 @@ class PostmanEmulator:
 
 
 _ACTIONS_BODY = dumps([{"name": n, "displayName": d} for n, d in ACTIONS])
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: print the URL on stdout, then serve until SIGTERM/SIGINT."""
-    return run_cli(PostmanEmulator, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
