@@ -36,10 +36,11 @@ gets the "Invalid cursor" problem body; a date-only value in ``"datetime"`` mode
 days exactly like ``"date"`` mode; empty query values count as absent; ``since`` > ``until``
 gives an empty page.
 
-Modules: ``server`` (``PostmanEmulator``: events, clock, lifecycle, the answer to each
-request), ``config`` (``EmulatorConfig``, the switches above), ``errors`` (Postman's error
-bodies), ``http`` (the HTTP layer), ``fakedata`` (the generated events), ``cli`` (the
-command line, ``python -m postman_audit.emulator``).
+Modules: ``server`` (``PostmanEmulator``: clock, lifecycle, keys, limits and faults, the
+answer to each request), ``query`` (``GET /audit/logs``: parameters, bounds, paging),
+``store`` (the events, a copy-on-write snapshot), ``fakedata`` (the generated events),
+``config`` (``EmulatorConfig``, the switches above), ``errors`` (Postman's error bodies),
+``http`` (the HTTP layer), ``cli`` (the command line, ``python -m postman_audit.emulator``).
 """
 
 from __future__ import annotations
