@@ -103,21 +103,21 @@ def checked(proc: Proc, what: str) -> Proc:
     return proc
 
 
-_SUMMARY = re.compile(r"(\d+) records in (\d+) pages, (\d+) requests, ([\d.]+)s")
-_WAITS = re.compile(r"(\d+) retries, (\d+) rate-limit waits")
+_SUMMARY = re.compile(r"(\d+) records? in (\d+) pages?, (\d+) requests?, ([\d.]+)s")
+_WAITS = re.compile(r"(\d+) retr(?:y|ies), \d+ rate-limit waits?(?: \((\d+) after a 429\))?")
 _BARE = re.compile(r"(\d+) records, (\d+) requests")
 
 
 def host_summary(stderr: str) -> dict[str, int]:
-    """Records, pages, requests, retries and rate-limit waits from the host's summary line."""
+    """Records, pages, requests, retries and waits after a 429 from the host's summary line."""
     found = _SUMMARY.findall(stderr)
     if not found:
         raise RuntimeError(f"no summary line in the host's stderr:\n{stderr[-2000:]}")
     records, pages, requests, _ = found[-1]
     waits = _WAITS.findall(stderr)
-    retries, rate_waits = waits[-1] if waits else ("0", "0")
+    retries, after_429 = waits[-1] if waits else ("0", "0")
     return {"records": int(records), "pages": int(pages), "requests": int(requests),
-            "retries": int(retries), "rate_limit_waits": int(rate_waits)}
+            "retries": int(retries), "waits_after_429": int(after_429 or 0)}
 
 
 def count_lines(path: Path) -> int:

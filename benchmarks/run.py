@@ -225,7 +225,7 @@ def section_rate(args: argparse.Namespace, work: Path, report: Report) -> None:
             overs_margined.values.append(100.0 * (span / with_margin - 1)
                                          if with_margin else math.nan)
             got429.values.append(count429)
-            waits.values.append(run["rate_limit_waits"])
+            waits.values.append(run["waits_after_429"])
             reqs.values.append(n)
     report.raw["rate_limit"] = {"window": window, "page_size": page, "events": events,
                                 "runs": raw}

@@ -25,6 +25,26 @@ __all__ = [
     "ValidatesSettings",
 ]
 
+LONG_WAIT_SECONDS = 5.0
+"""Without a progress line, each wait this long or longer is logged (one WARNING line)."""
+
+VISIBLE_WAIT_SECONDS = 1.0
+"""On a progress line, waits this long or longer are shown (shorter ones would flicker)."""
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as a person reads it: ``0.4 s``, ``12 s``, ``1 min 30 s``, ``2 h 5 min``."""
+    if seconds < 0.95:
+        return f"{max(seconds, 0.0):.1f} s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        minutes, rest = divmod(whole, 60)
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+    hours, rest = divmod(whole // 60, 60)
+    return f"{hours} h {rest} min" if rest else f"{hours} h"
+
 
 @dataclass(frozen=True)
 class Page:
@@ -40,12 +60,21 @@ class Page:
 
 @dataclass
 class RunStats:
-    """Counters an input updates while it runs; the host prints them in its summary."""
+    """Counters an input updates while it runs; the host prints them in its summary.
+
+    ``rate_limit_waits`` counts every wait on a rate limit, the client's own or the
+    server's (a 429, ``Retry-After``, ``RateLimit-Remaining: 0``), and
+    ``rate_limit_wait_seconds`` their time; ``rate_limited_responses`` counts the 429s.
+    ``retry_wait_seconds`` is the time waited before retrying after a failure (a 5xx, a
+    timeout, a refused or broken connection).
+    """
 
     requests: int = 0
     retries: int = 0
     rate_limit_waits: int = 0
     rate_limit_wait_seconds: float = 0.0
+    rate_limited_responses: int = 0
+    retry_wait_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -70,6 +99,15 @@ class InputContext:
 
             sys.stderr.write("\r\x1b[2K" + text)
             sys.stderr.flush()
+
+    def waiting(self, seconds: float, reason: str) -> None:
+        """Say that the input is about to wait ``seconds`` for ``reason``: on the progress line
+        when there is one, otherwise in one WARNING line if the wait is a long one."""
+        if self.progress_enabled:
+            if seconds >= VISIBLE_WAIT_SECONDS:
+                self.progress(f"waiting {duration(seconds)}: {reason}")
+        elif seconds >= LONG_WAIT_SECONDS:
+            self.logger.warning("waiting %s: %s", duration(seconds), reason)
 
 
 @dataclass
