@@ -245,10 +245,13 @@ def recorded_uri(folder: Path, name: str) -> str:
 
 def test_a_request_without_the_key_does_not_replay(cassettes: Path) -> None:
     uri = recorded_uri(cassettes, "postman_audit_check")
-    with cassette_vcr("none").use_cassette("postman_audit_check.yaml"), httpx.Client() as client:
-        assert client.get(uri, headers={"X-API-Key": "any value"}).status_code == 200
+    with cassette_vcr("none").use_cassette("postman_audit_check.yaml") as cassette, \
+            httpx.Client() as client:
         with pytest.raises(CannotOverwriteExistingCassetteException):
             client.get(uri)
+        assert cassette.play_count == 0
+        assert client.get(uri, headers={"X-API-Key": "any value"}).status_code == 200
+        assert cassette.play_count == 1
 
 
 def test_the_input_does_not_replay_against_another_host(cassettes: Path) -> None:
