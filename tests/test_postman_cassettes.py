@@ -146,7 +146,7 @@ def _record_against_emulator() -> None:
 
 def _record_against_the_api() -> None:
     base = os.environ.get("POSTMAN_BASE_URL", "https://api.getpostman.com").rstrip("/")
-    v = cassette_vcr("all", REAL_KEY, base)
+    v = cassette_vcr("all", REAL_KEY)  # kept at its own address: replay asks for that host
     now = datetime.now(timezone.utc).replace(microsecond=0)
     settings = {"base_url": base, "page_size": 25, "lookback_minutes": 30,
                 "backfill_start_time": format_instant(int((now - timedelta(days=2)).timestamp()))}
