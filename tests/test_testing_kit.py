@@ -19,8 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from postman_audit.emulator import EmulatorConfig, PostmanEmulator
 from postman_audit.input import PostmanAuditInput
+from vcr.errors import CannotOverwriteExistingCassetteException
 
 from plugin_host import InputContext, ValidationFailed, hookimpl
 from plugin_host.testing import InputContract, InputRunner
@@ -171,6 +173,18 @@ def test_vcr_cassettes_hold_no_secret(
     with replay.use_cassette("run.yaml"):
         replayed = run_input(PostmanAuditInput, settings, secrets, checkpoint=None)
     assert replayed.records == recorded.records
+
+    # a replay needs the key header (any value) and the recorded host
+    uri = yaml.safe_load((tmp_path / "run.yaml").read_text())["interactions"][0]["request"]["uri"]
+    other_host = uri.replace("//127.0.0.1:", "//localhost:")
+    assert other_host != uri
+    with replay.use_cassette("run.yaml") as cassette, httpx.Client() as client:
+        with pytest.raises(CannotOverwriteExistingCassetteException):
+            client.get(uri)
+        with pytest.raises(CannotOverwriteExistingCassetteException):
+            client.get(other_host, headers={"X-API-Key": KEY})
+        assert cassette.play_count == 0
+        assert client.get(uri, headers={"X-API-Key": "PMAK-any-other-value"}).status_code == 200
 
 
 def test_vcr_config_filters_declared_secrets_by_name(plugin_host_vcr_config: Any) -> None:
