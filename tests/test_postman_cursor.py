@@ -26,16 +26,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from postman_audit.cursor import (
     CHECKPOINT_VERSION,
-    IDLE_PAGES,
-    MAX_SAME_SECOND,
-    STALL_PAGES,
     Cursor,
     Sweep,
     SweepWalker,
     initial_cursor,
     keys_of,
-    record_key,
 )
+from postman_audit.cursor_rules import IDLE_PAGES, MAX_SAME_SECOND, STALL_PAGES, record_key
 from postman_audit.input import PostmanAuditInput
 from postman_audit.timeutil import epoch_of, format_instant, parse_start, since_date, until_date
 

@@ -59,7 +59,7 @@ def pages(draw: Any) -> list[list[Any]]:
 def _state(walker: SweepWalker) -> tuple[Any, ...]:
     sweep = walker.sweep
     return (sweep.top, sweep.lower, sorted(sweep.at_lower), sorted(sweep.recent.items()),
-            walker._lowest, walker._old_run, sorted(walker._window_set), walker._stalled)
+            walker._lowest, walker._old_run, sorted(walker._window_set), walker._stall)
 
 
 @settings(max_examples=400, deadline=None)
