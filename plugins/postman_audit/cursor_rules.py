@@ -177,12 +177,9 @@ def advance_boundary(
     while lead < len(seconds) and seconds[lead] == lower:
         lead += 1
     held = at_lower.union(keys[:lead]) if lead else at_lower
-    runs: Iterable[set[str]] = [held] if lead else []
-    if len(seconds) > MAX_SAME_SECOND:  # only a page this long holds such a run of its own
-        pairs = zip(seconds, keys, strict=True)
-        runs = itertools.chain(runs, (
-            {key for _, key in run} for _, run in itertools.groupby(pairs, _SECOND)))
-    if any(len(run) > MAX_SAME_SECOND for run in runs):
+    if (lead and len(held) > MAX_SAME_SECOND) or (
+        len(seconds) > MAX_SAME_SECOND and _largest_run(seconds, keys) > MAX_SAME_SECOND
+    ):
         raise ProtocolError(
             f"Postman returned over {MAX_SAME_SECOND} events in one second; "
             "taken as a pagination loop and stopped"
@@ -190,6 +187,13 @@ def advance_boundary(
     if start == 0 and last == lower:
         return last, held
     return last, set(keys[start:])
+
+
+def _largest_run(seconds: Sequence[int], keys: Sequence[str]) -> int:
+    """The most keys of one run of events in the same second (only a page longer than
+    ``MAX_SAME_SECOND`` can hold a run that long of its own)."""
+    pairs = zip(seconds, keys, strict=True)
+    return max(len({key for _, key in run}) for _, run in itertools.groupby(pairs, _SECOND))
 
 
 # -- the overlap and what is seen -------------------------------------------------------------
