@@ -246,7 +246,7 @@ def committed_offset(show: Mapping[str, Any]) -> int:
 
 def key_of(record: Any) -> str:
     """The identity a record is delivered under (as the input computes it)."""
-    from postman_audit.cursor import record_key
+    from postman_audit.cursor_rules import record_key
 
     return record_key(record)
 
