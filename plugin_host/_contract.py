@@ -1,15 +1,29 @@
-"""The contract between the host and its plugins: pages, the run context, the protocols."""
+"""The contract between the host and its plugins: pages, the run context, the protocols.
+
+``Input`` and ``Output`` are what every plugin class implements; ``ValidatesSettings`` and
+``HasDemo`` are optional extras the host uses when a class has them.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-__all__ = ["Input", "InputContext", "Output", "OutputContext", "Page", "RunStats"]
+__all__ = [
+    "HasDemo",
+    "Input",
+    "InputContext",
+    "Output",
+    "OutputContext",
+    "Page",
+    "RunStats",
+    "ValidatesSettings",
+]
 
 LONG_WAIT_SECONDS = 5.0
 """Without a progress line, each wait this long or longer is logged (one WARNING line)."""
@@ -163,3 +177,37 @@ class Output(Protocol):
 
     def close(self) -> None:
         """Release the destination."""
+
+
+# -- Optional extras: a plugin class the host checks with ``isinstance(cls, Protocol)`` --------
+# Both are classmethods, so the class itself (not an instance) satisfies the protocol.
+
+
+@runtime_checkable
+class ValidatesSettings(Protocol):
+    """An input or output class with checks its settings' schema cannot express (a date
+    in the past, https only). Once the schema check passes, the host calls
+    ``cls.validate_settings(settings, base_dir)``, on every validation (a reused one too);
+    each ``(setting, message)`` pair it yields is a validation error, exit 2."""
+
+    def validate_settings(
+        self, settings: Mapping[str, Any], base_dir: Path
+    ) -> Iterable[tuple[str, str]]:
+        """Yield ``(setting, message)`` for each problem (``setting`` "" for the whole)."""
+        ...
+
+
+@runtime_checkable
+class HasDemo(Protocol):
+    """An input with a local emulator of its upstream, for ``plugin-host demo NAME``.
+
+    ``cls.demo_environment(folder, events)`` is a context manager: it starts the emulator
+    with about ``events`` records and yields ``(settings, secrets)`` for a pipeline against
+    it. The host writes each secret to a file of its own in ``folder`` (mode 0600) and
+    runs the pipeline before leaving the context."""
+
+    def demo_environment(
+        self, folder: Path, events: int
+    ) -> AbstractContextManager[tuple[Mapping[str, Any], Mapping[str, str]]]:
+        """Start the emulator; yield the settings and secrets of a pipeline against it."""
+        ...

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-import plugin_host.pytest_plugin
+import plugin_host.testing.pytest_plugin
 from plugin_host import _exceptions, hookspecs
 from plugin_host.cli import _parser
-from plugin_host.contract import InputContract
+from plugin_host.testing import InputContract
 
 REPO = Path(__file__).resolve().parent.parent
 GUIDE = REPO / "docs" / "writing-an-input.md"
@@ -31,7 +31,7 @@ def hook_names() -> list[str]:
 
 
 def fixture_names() -> list[str]:
-    return [name for name, obj in vars(plugin_host.pytest_plugin).items()
+    return [name for name, obj in vars(plugin_host.testing.pytest_plugin).items()
             if hasattr(obj, "_fixture_function_marker") or hasattr(obj, "_pytestfixturefunction")]
 
 

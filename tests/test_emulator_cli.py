@@ -7,8 +7,8 @@ from dataclasses import fields
 from pathlib import Path
 
 from helpers import run
-from postman_audit._emulator_cli import build_parser
 from postman_audit.emulator import EmulatorConfig
+from postman_audit.emulator.cli import build_parser
 
 
 def test_help_says_what_the_emulator_is_for_and_what_every_option_does(tmp_path: Path) -> None:

@@ -63,6 +63,13 @@ def test_the_wheel_holds_the_schemas_and_the_entry_points(wheel: Path) -> None:
             assert json.loads(zf.read(f"plugin_host/schemas/{schema}"))["$schema"].startswith(
                 "https://json-schema.org/")
     assert "plugin_host/__main__.py" in names
+    assert {f"plugin_host/testing/{m}.py" for m in (
+        "__init__", "driver", "contract_suite", "pytest_plugin")} <= names
+    assert {f"postman_audit/emulator/{m}.py" for m in (
+        "__init__", "__main__", "server", "query", "store", "config", "errors", "http",
+        "fakedata", "cli")} <= names
+    assert "[pytest11]\nplugin_host = plugin_host.testing.pytest_plugin\n" in entry_text.replace(
+        "\r\n", "\n")
     assert not any(n.startswith("tests/") for n in names)
     assert "[plugin_host]\nbuiltin_outputs = plugin_host.outputs\n" in entry_text.replace(
         "\r\n", "\n")
@@ -76,6 +83,9 @@ def test_the_installed_wheel_is_what_runs(fresh_venv: Venv, tmp_path: Path) -> N
     assert Path(result.stdout.strip()).is_relative_to(fresh_venv.root)
     version = run([fresh_venv.root / "bin" / "plugin-host", "--version"], cwd=tmp_path)
     assert version.stdout == "plugin-host 0.1.0\n"
+    emulator = run([fresh_venv.python, "-m", "postman_audit.emulator", "--help"], cwd=tmp_path)
+    assert emulator.returncode == 0, emulator.stderr
+    assert emulator.stdout.startswith("usage: python -m postman_audit.emulator ")
 
 
 def test_inputs_validate_and_run_outside_the_checkout(fresh_venv: Venv, tmp_path: Path) -> None:

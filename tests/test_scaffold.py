@@ -17,7 +17,7 @@ import pytest
 from plugin_host import __version__
 from plugin_host._manifest import manifest_errors
 from plugin_host.cli import main
-from plugin_host.contract import InputContract
+from plugin_host.testing import InputContract
 
 REPO = Path(__file__).resolve().parent.parent
 NAME = "acme_audit"

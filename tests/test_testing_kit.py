@@ -23,8 +23,7 @@ from postman_audit.emulator import EmulatorConfig, PostmanEmulator
 from postman_audit.input import PostmanAuditInput
 
 from plugin_host import InputContext, ValidationFailed, hookimpl
-from plugin_host.contract import InputContract
-from plugin_host.testing import InputRunner
+from plugin_host.testing import InputContract, InputRunner
 
 KEY = "PMAK-kit-0123456789abcdef0123"
 
@@ -44,7 +43,7 @@ def postman_settings(emulator: PostmanEmulator) -> dict[str, Any]:
 
 def test_the_plugin_is_registered_through_pytest11(pytestconfig: pytest.Config) -> None:
     points = metadata.entry_points(group="pytest11")
-    assert any(ep.name == "plugin_host" and ep.value == "plugin_host.pytest_plugin"
+    assert any(ep.name == "plugin_host" and ep.value == "plugin_host.testing.pytest_plugin"
                for ep in points)
     assert pytestconfig.pluginmanager.has_plugin("plugin_host")
 
@@ -81,6 +80,16 @@ def test_run_input_validates_settings_and_secrets_like_a_pipeline(
         "$.input.secrets.api_key: must be at least 8 characters long (minLength)",
     ]
     assert "short" not in str(caught.value)
+
+
+def test_run_input_runs_the_inputs_own_settings_checks_too(
+    run_input: InputRunner, emulator: PostmanEmulator
+) -> None:
+    settings = {**postman_settings(emulator), "base_url": "http://api.example.com"}
+    with pytest.raises(ValidationFailed) as caught:
+        run_input(PostmanAuditInput, settings, {"api_key": KEY})
+    assert [e.split(":")[0] for e in caught.value.errors] == ["$.input.settings.base_url"]
+    assert "plain http is refused" in caught.value.errors[0]
 
 
 class _Echo:
@@ -187,7 +196,7 @@ import secrets
 import pytest
 
 from plugin_host import AuthError, Page
-from plugin_host.contract import InputContract
+from plugin_host.testing import InputContract
 
 UPSTREAM = {"items": [], "key": ""}
 

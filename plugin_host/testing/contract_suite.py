@@ -4,7 +4,7 @@ Subclass ``InputContract`` in a test module, name the input class, give settings
 secrets that reach a test upstream, and say how to add records to that upstream::
 
     import pytest
-    from plugin_host.contract import InputContract
+    from plugin_host.testing import InputContract
 
     class TestMyInput(InputContract):
         input_class = MyInput
@@ -20,7 +20,7 @@ secrets that reach a test upstream, and say how to add records to that upstream:
         def add_records(self, n):
             return self.server.add_items(n)              # the new records, or None
 
-The tests use the fixtures of ``plugin_host.pytest_plugin`` (``run_input``,
+The tests use the fixtures of ``plugin_host.testing.pytest_plugin`` (``run_input``,
 ``register_plugin``), which pytest loads when plugin-host is installed. Class attributes
 tune the suite (see ``InputContract``); every test runs the input for real.
 """
@@ -37,11 +37,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from ._contract import InputContext
-from ._exceptions import AuthError, PluginHostError
-from ._manifest import documentation, manifest_errors, secret_names
-from ._words import plural
-from .testing import InputRun, InputRunner, PluginObject, checkpoint_text, prepare, read_pages
+from .._contract import InputContext
+from .._exceptions import AuthError, PluginHostError
+from .._manifest import documentation, manifest_errors, secret_names
+from .._words import plural
+from .driver import InputRun, InputRunner, PluginObject, checkpoint_text, prepare, read_pages
 
 __all__ = ["InputContract"]
 

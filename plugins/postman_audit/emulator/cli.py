@@ -1,9 +1,6 @@
 """The emulator's command line (``python -m postman_audit.emulator``): ``--kebab-case`` flags
 named after the :class:`EmulatorConfig` fields, each with its help for users, and a loop that
-serves until SIGTERM/SIGINT.
-
-:func:`postman_audit.emulator.main` calls :func:`run` with the emulator class, so this module
-never imports the emulator (no cycle, and no second copy of it when it runs as ``__main__``)."""
+serves until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -14,14 +11,11 @@ from collections.abc import Sequence
 from dataclasses import fields
 from datetime import datetime
 from types import FrameType
-from typing import TYPE_CHECKING
 
-from ._emulator_config import CHOICES, MAX_LIMIT, EmulatorConfig
+from .config import CHOICES, MAX_LIMIT, EmulatorConfig
+from .server import PostmanEmulator
 
-if TYPE_CHECKING:
-    from .emulator import PostmanEmulator
-
-__all__ = ["DESCRIPTION", "HELP", "build_parser", "parse_args", "run"]
+__all__ = ["DESCRIPTION", "HELP", "build_parser", "main", "parse_args", "run"]
 
 DESCRIPTION = """\
 Serve an emulator of Postman's audit-log API (GET /audit/logs and GET /audit-actions) on
@@ -149,3 +143,8 @@ def run(emulator_class: type[PostmanEmulator], argv: Sequence[str] | None) -> in
         while not stop.wait(0.5):
             pass
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: print the URL on stdout, then serve until SIGTERM/SIGINT."""
+    return run(PostmanEmulator, argv)

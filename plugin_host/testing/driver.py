@@ -1,7 +1,8 @@
-"""The testing kit: run an input through the host's real runner, and collect what it delivers.
+"""The kit's driver: run an input through the host's real runner, collect what it delivers.
 
-``plugin_host.pytest_plugin`` wraps these in fixtures and ``plugin_host.contract`` builds
-its suite on them. Nothing here imports pytest; vcrpy is imported by ``make_vcr`` only.
+``plugin_host.testing.pytest_plugin`` wraps these in fixtures and
+``plugin_host.testing.contract_suite`` builds its suite on them. Nothing here imports
+pytest; vcrpy is imported by ``make_vcr`` only.
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ._contract import InputContext, OutputContext, Page
-from ._exceptions import ValidationFailed
-from ._manifest import EMPTY_OBJECT_SCHEMA, secret_names
-from ._pipeline import Pipeline, _semantic, with_defaults
-from ._registry import Registered
-from ._runner import CommitPolicy, RunSummary, run_once
-from ._secrets import redactor
-from ._state import StateStore
-from ._validation import schema_errors
-from .hookspecs import hookimpl
+from .._contract import InputContext, OutputContext, Page
+from .._exceptions import ValidationFailed
+from .._manifest import EMPTY_OBJECT_SCHEMA, secret_names
+from .._pipeline import Pipeline, own_check_errors, with_defaults
+from .._registry import Registered
+from .._runner import CommitPolicy, RunSummary, run_once
+from .._secrets import redactor
+from .._state import StateStore
+from .._validation import schema_errors
+from ..hookspecs import hookimpl
 
 __all__ = [
     "KEEP",
@@ -101,7 +102,7 @@ def prepare(
     errors = schema_errors(schema, raw, "$.input.settings")
     full = with_defaults(schema, raw)
     if not errors:
-        errors += _semantic(input_class, full, base_dir, "$.input.settings")
+        errors += own_check_errors(input_class, full, base_dir, "$.input.settings")
     secret_values = {str(k): str(v) for k, v in (secrets or {}).items()}
     errors += schema_errors(manifest.get("secrets") or EMPTY_OBJECT_SCHEMA, secret_values,
                             "$.input.secrets")
