@@ -1,7 +1,8 @@
 """plugin-host: discover input plugins, validate pipelines, run incremental syncs exactly once.
 
-Plugin authors need only the names exported here, and ``plugin_host.testing`` (the kit for
-testing an input); see docs/writing-an-input.md.
+Plugin authors need only the names exported here, ``plugin_host.testing`` (the kit for
+testing an input) and, to ship an OCSF mapping, ``plugin_host.transforms.ocsf``; see
+docs/writing-an-input.md.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ if _typing.TYPE_CHECKING:
         OutputContext,
         Page,
         RunStats,
+        Transform,
+        TransformContext,
         ValidatesSettings,
     )
     from ._pipeline import Pipeline, load_pipeline
@@ -47,6 +50,7 @@ _LAZY = {
     "Input": "._contract", "InputContext": "._contract", "Output": "._contract",
     "OutputContext": "._contract", "Page": "._contract", "RunStats": "._contract",
     "HasDemo": "._contract", "ValidatesSettings": "._contract",
+    "Transform": "._contract", "TransformContext": "._contract",
     "Pipeline": "._pipeline", "load_pipeline": "._pipeline",
     "Registry": "._registry", "discover": "._registry",
     "CommitPolicy": "._runner", "RunSummary": "._runner", "run_once": "._runner",
@@ -89,6 +93,8 @@ __all__ = [
     "RunSummary",
     "StateStore",
     "StopRequested",
+    "Transform",
+    "TransformContext",
     "UpstreamError",
     "ValidatesSettings",
     "ValidationFailed",

@@ -29,6 +29,7 @@ from ._secrets import redactor, resolve_secret
 from ._state import validated_fingerprint
 from ._validation import join_path, schema_errors
 from ._yaml import YamlError, load_yaml
+from .transforms.chain import TransformChain, load_transforms
 
 __all__ = ["DEFAULT_STATE_PATH", "Pipeline", "load_pipeline", "own_check_errors", "with_defaults"]
 
@@ -50,6 +51,7 @@ class Pipeline:
     warnings: list[str] = field(default_factory=list)
     fingerprint: str = ""  # of the configuration validated: file, manifests, host version
     validation_reused: bool = False  # the schema checks were skipped: the state knew it
+    transforms: TransformChain = field(default_factory=TransformChain)  # input → output
 
     @property
     def base_dir(self) -> Path:
@@ -172,6 +174,8 @@ def load_pipeline(
     registered_output, output_settings = _component(
         "output", output_doc, registry, base_dir, errors, known[1] if known else None)
 
+    transforms = load_transforms(doc.get("transforms"), registry, registered_input,
+                                 str(doc.get("name")), base_dir, errors)
     if isinstance(state_value, str) and (problem := creatable_problem(state_path)):
         errors.append(f"$.state.path: {problem}")
 
@@ -191,6 +195,7 @@ def load_pipeline(
         fingerprint=(known[2] if known else config_fingerprint(text, registered_input,
                                                         registered_output)) if resolve else "",
         validation_reused=known is not None,
+        transforms=transforms,
     )
 
 

@@ -28,6 +28,8 @@ EXPECTED = [
     "RunSummary",
     "StateStore",
     "StopRequested",
+    "Transform",
+    "TransformContext",
     "UpstreamError",
     "ValidatesSettings",
     "ValidationFailed",
