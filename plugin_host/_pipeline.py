@@ -33,6 +33,7 @@ from ._yaml import YamlError, load_yaml
 __all__ = ["DEFAULT_STATE_PATH", "Pipeline", "load_pipeline", "own_check_errors", "with_defaults"]
 
 DEFAULT_STATE_PATH = ".plugin-host/state.db"
+DEFAULT_LEASE_SECONDS = 30.0
 
 
 @dataclass
@@ -50,6 +51,8 @@ class Pipeline:
     warnings: list[str] = field(default_factory=list)
     fingerprint: str = ""  # of the configuration validated: file, manifests, host version
     validation_reused: bool = False  # the schema checks were skipped: the state knew it
+    state_url: str = field(default="", repr=False)  # a PostgreSQL state: a secret
+    lease_seconds: float = DEFAULT_LEASE_SECONDS  # a PostgreSQL state's lease
 
     @property
     def base_dir(self) -> Path:
@@ -151,8 +154,9 @@ def load_pipeline(
     state_doc = _section(doc, "state")
     state_value = state_doc.get("path", DEFAULT_STATE_PATH)
     state_path = resolve_path(str(state_value), base_dir)
+    shared = "url" in state_doc  # a PostgreSQL state: no local file to remember validations
     known = (_reusable(text, doc, input_doc, output_doc, registry, state_path)
-             if reuse and resolve else None)
+             if reuse and resolve and not shared else None)
     errors = [] if known else schema_errors(load_schema("pipeline.schema.json"), doc)
 
     registered_input, settings = _component(
@@ -172,7 +176,9 @@ def load_pipeline(
     registered_output, output_settings = _component(
         "output", output_doc, registry, base_dir, errors, known[1] if known else None)
 
-    if isinstance(state_value, str) and (problem := creatable_problem(state_path)):
+    state_url = _state_url(state_doc, base_dir, errors, warnings)
+    if not shared and isinstance(state_value, str) and (
+            problem := creatable_problem(state_path)):
         errors.append(f"$.state.path: {problem}")
 
     if errors:
@@ -189,9 +195,44 @@ def load_pipeline(
         state_path=state_path,
         warnings=warnings,
         fingerprint=(known[2] if known else config_fingerprint(text, registered_input,
-                                                        registered_output)) if resolve else "",
+                                                        registered_output))
+        if resolve and not shared else "",
         validation_reused=known is not None,
+        state_url=state_url,
+        lease_seconds=float(state_doc.get("lease_seconds", DEFAULT_LEASE_SECONDS)),
     )
+
+
+def _state_url(
+    state_doc: Mapping[str, Any], base_dir: Path, errors: list[str], warnings: list[str]
+) -> str:
+    """The state's PostgreSQL URL, resolved like a secret (always: ``state`` commands need
+    it) and redacted from then on; "" for a SQLite state. Problems go to ``errors``."""
+    if "url" not in state_doc:
+        if "lease_seconds" in state_doc:
+            errors.append("$.state.lease_seconds: applies only to a state url (PostgreSQL); "
+                          "a SQLite state is locked by its running process")
+        return ""
+    if "path" in state_doc:
+        errors.append("$.state: takes path (a SQLite file) or url (a PostgreSQL database), "
+                      "not both")
+    ref = state_doc["url"]
+    if isinstance(ref, str):
+        warnings.append("$.state.url is written into the pipeline file (it may hold a "
+                        "password); prefer {env: NAME} or {file: path}")
+    try:
+        value = resolve_secret(ref, base_dir)
+    except ValueError as exc:
+        errors.append(f"$.state.url: {exc}")
+        return ""
+    from .state import _url
+
+    _url.register(value)
+    problem = _url.problem(value)
+    if problem:
+        errors.append(f"$.state.url: {problem}")
+        return ""
+    return value.strip()
 
 
 def _component(

@@ -27,12 +27,19 @@ from typing import Any
 
 import orjson
 
-from ._contract import InputContext, OutputContext, RunStats
-from ._exceptions import ConfigError, LocalStorageError, PluginHostError, StopRequested
+from ._contract import InputContext, OutputContext, RunStats, StateStore, TransactionalOutput
+from ._exceptions import (
+    ConfigError,
+    LocalStorageError,
+    PipelineBusy,
+    PluginHostError,
+    StopRequested,
+)
 from ._pipeline import Pipeline
 from ._secrets import guarded, redactor
-from ._state import StateStore
+from ._state import StateStore as SqliteStateStore
 from ._words import plural
+from .state import open_store, rate_limit_keys
 
 __all__ = ["CommitPolicy", "RunSummary", "run_once"]
 
@@ -130,42 +137,63 @@ def run_once(
     context = InputContext(pipeline.name, input_log, summary.stats, stop_event, progress)
     out_log = logging.getLogger(f"plugin_host.output.{pipeline.output.name}")
 
-    with guarded(pipeline.secrets), StateStore(pipeline.state_path) as store, store.lock(
-            pipeline.name):
-        out_context = OutputContext(pipeline.name, pipeline.base_dir, out_log,
-                                    state_id=store.id, state_location=str(store.path))
-        saved = store.load(pipeline.name)  # a damaged file is refused here, before any write
-        if pipeline.fingerprint and not pipeline.validation_reused:
-            store.remember_validated(pipeline.name, pipeline.fingerprint)
-        if saved is not None and saved.input_type != pipeline.input.name:
-            raise ConfigError(
-                f"the saved state of pipeline {pipeline.name} belongs to input "
-                f"{saved.input_type}, not {pipeline.input.name}; run "
-                f"`plugin-host state reset {pipeline.name}` to start it afresh"
-            )
-        checkpoint = saved.checkpoint if saved else None
-        output = pipeline.output.cls(pipeline.output_settings, out_context)
-        try:
-            position = output.open(saved.output if saved else None)
-            if saved is None or saved.output != position:
-                store.commit(pipeline.name, pipeline.input.name, checkpoint, position)
-            source = pipeline.input.cls(pipeline.settings, pipeline.secrets, context)
-            committer = _background(output, store, pipeline)
-            try:
-                _drive(pipeline, source, output, store, summary, policy, stop_event, checkpoint,
-                       committer)
-            finally:
-                if committer is not None:  # never close the output under a commit in flight
-                    committer.settle()
-                source.close()
-        finally:
-            output.close()
+    with guarded(pipeline.secrets), contextlib.closing(open_store(pipeline)) as store:
+        keys = rate_limit_keys(pipeline.input.manifest, pipeline.secrets) \
+            if pipeline.state_url else []
+        # a lease another run took over sets the stop flag: a wait in the input ends at once
+        with store.lease(pipeline.name, keys=keys, on_lost=stop_event.set) as lease:
+            out_context = OutputContext(pipeline.name, pipeline.base_dir, out_log,
+                                        state_id=store.id, state_location=store.location,
+                                        fence=lease.check, state_url=pipeline.state_url)
+            _run_leased(pipeline, store, out_context, context, summary, policy, stop_event)
+            lease.check()  # a run whose lease was taken over ends with exit 6, not 0
     summary.seconds = time.monotonic() - started
     if progress:
         import sys
 
         sys.stderr.write("\r\x1b[2K")
     return summary
+
+
+def _run_leased(
+    pipeline: Pipeline,
+    store: StateStore,
+    out_context: OutputContext,
+    context: InputContext,
+    summary: RunSummary,
+    policy: CommitPolicy,
+    stop_event: threading.Event,
+) -> None:
+    """The run proper, under the pipeline's lease: recover the output, drive the input."""
+    saved = store.load(pipeline.name)  # a damaged file is refused here, before any write
+    if pipeline.fingerprint and not pipeline.validation_reused and isinstance(
+            store, SqliteStateStore):
+        store.remember_validated(pipeline.name, pipeline.fingerprint)
+    if saved is not None and saved.input_type != pipeline.input.name:
+        raise ConfigError(
+            f"the saved state of pipeline {pipeline.name} belongs to input "
+            f"{saved.input_type}, not {pipeline.input.name}; run "
+            f"`plugin-host state reset {pipeline.name}` to start it afresh"
+        )
+    checkpoint = saved.checkpoint if saved else None
+    output = pipeline.output.cls(pipeline.output_settings, out_context)
+    try:
+        position = output.open(saved.output if saved else None)
+        if saved is None or saved.output != position:
+            store.commit(pipeline.name, pipeline.input.name, checkpoint, position)
+        source = pipeline.input.cls(pipeline.settings, pipeline.secrets, context)
+        joined = (store.shared_transactions and isinstance(output, TransactionalOutput)
+                  and output.joins_state())
+        committer = None if joined else _background(output, store, pipeline)
+        try:
+            _drive(pipeline, source, output, store, summary, policy, stop_event, checkpoint,
+                   committer, joined)
+        finally:
+            if committer is not None:  # never close the output under a commit in flight
+                committer.settle()
+            source.close()
+    finally:
+        output.close()
 
 
 class _Committer:
@@ -230,6 +258,7 @@ def _drive(
     stop_event: threading.Event,
     checkpoint: Mapping[str, Any] | None,
     committer: _Committer | None,
+    joined: bool = False,
 ) -> None:
     pending: str | None = None
     pending_pages = 0
@@ -243,7 +272,10 @@ def _drive(
             committer.wait()
         if pending is None:
             return
-        if committer is not None and not last:
+        if joined:  # the output's records go in the commit's own transaction
+            store.commit(pipeline.name, pipeline.input.name, pending, None,
+                         within=output.write_in)
+        elif committer is not None and not last:
             committer.start(pending, output.written())
         else:
             store.commit(pipeline.name, pipeline.input.name, pending, output.durable())
@@ -268,11 +300,13 @@ def _drive(
                 summary.stopped_early = True
                 log.info("stop requested: finishing after the page in hand")
                 break
-    except LocalStorageError:
-        raise  # the output failed: commit nothing more, the state stays at the last commit
+    except (LocalStorageError, PipelineBusy):
+        raise  # the output failed, or the lease is lost: commit nothing more
     except BaseException as exc:
         try:
             commit()  # the pages before the failure, after the commit in flight
+        except PipelineBusy:
+            raise  # the lease was taken over meanwhile: that is this run's end
         except PluginHostError as commit_error:
             log.error("could not save progress: %s", redactor(str(commit_error)))
         if isinstance(exc, (KeyboardInterrupt, StopRequested)):

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from ._contract import InputContext
-from ._exceptions import ConfigError, UpstreamError
+from ._exceptions import ConfigError, LocalStorageError, UpstreamError
 from ._pipeline import Pipeline
 from ._runner import RunSummary, run_once
 from ._secrets import guarded
 from ._state import StateStore
 
-__all__ = ["check_pipeline", "run_forever", "state_reset", "state_show"]
+__all__ = ["check_pipeline", "check_state", "run_forever", "state_reset", "state_show"]
 
 log = logging.getLogger("plugin_host.run")
 
@@ -52,8 +53,34 @@ def run_forever(
         stop.wait(interval)
 
 
+def check_state(pipeline: Pipeline) -> str:
+    """For a PostgreSQL state: reach the database, check its schema version and this user's
+    privileges (``LocalStorageError`` naming what is missing); say what was found. A
+    SQLite state is checked by the loader (its folder can be created)."""
+    if not pipeline.state_url:
+        return ""
+    from .state.postgres import PostgresStateStore
+
+    with contextlib.closing(PostgresStateStore(pipeline.state_url, create=False)) as store:
+        missing = store.check_access()
+        if missing:
+            raise LocalStorageError(
+                f"state database {store.location}: this user lacks {', '.join(missing)}; "
+                "grant them (or create plugin-host's tables once as their owner)")
+        if store.exists:
+            return f"state database {store.location} ready"
+        return f"state database {store.location} reachable (its tables are made on first run)"
+
+
 def state_show(pipeline: Pipeline) -> dict[str, Any]:
     """The saved state of a pipeline as JSON-ready data (``state`` is None when there is none)."""
+    if pipeline.state_url:
+        from .state.postgres import PostgresStateStore
+
+        with contextlib.closing(PostgresStateStore(pipeline.state_url, create=False)) as db:
+            saved, lease = db.load(pipeline.name), db.lease_info(pipeline.name)
+        return {"pipeline": pipeline.name, "state_database": db.location,
+                "state": saved.as_dict() if saved else None, "lease": lease}
     if not pipeline.state_path.exists():
         return {"pipeline": pipeline.name, "state_file": str(pipeline.state_path), "state": None}
     with StateStore(pipeline.state_path, create=False) as store:
@@ -67,6 +94,11 @@ def state_show(pipeline: Pipeline) -> dict[str, Any]:
 
 def state_reset(pipeline: Pipeline) -> bool:
     """Clear a pipeline's saved state; True if there was any."""
+    if pipeline.state_url:
+        from .state.postgres import PostgresStateStore
+
+        with contextlib.closing(PostgresStateStore(pipeline.state_url, create=False)) as db:
+            return db.reset(pipeline.name)
     if not pipeline.state_path.exists():
         return False
     with StateStore(pipeline.state_path, create=False) as store:

@@ -17,12 +17,12 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ._contract import SavedState
 from ._exceptions import LocalStorageError, PipelineBusy
 
 __all__ = ["SCHEMA_VERSION", "SavedState", "StateStore", "validated_fingerprint"]
@@ -53,31 +53,6 @@ CREATE TABLE IF NOT EXISTS locks (
     acquired_at TEXT NOT NULL
 );
 """
-
-
-@dataclass(frozen=True)
-class SavedState:
-    """A pipeline's committed state."""
-
-    name: str
-    input_type: str
-    checkpoint: Mapping[str, Any] | None
-    output: Mapping[str, Any] | None
-    commits: int
-    created_at: str
-    updated_at: str
-
-    def as_dict(self) -> dict[str, Any]:
-        """The state as plain JSON-ready data."""
-        return {
-            "pipeline": self.name,
-            "input_type": self.input_type,
-            "checkpoint": self.checkpoint,
-            "output": self.output,
-            "commits": self.commits,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
 
 
 def _now() -> str:
@@ -147,11 +122,25 @@ def validated_fingerprint(path: Path, name: str) -> str | None:
     return str(row[0]) if row else None
 
 
+class _ProcessLock:
+    """The lease of a SQLite state: the run's process lock. No other run can take it over
+    while the process lives, so it is never lost and its fence is a no-op."""
+
+    epoch = 0
+    lost = False
+
+    def check(self) -> None:
+        """Nothing to check: a live process keeps its lock."""
+
+
 class StateStore:
     """One SQLite state file. Use as a context manager, or call ``close``."""
 
+    shared_transactions = False
+
     def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
+        self.location = str(path)
         if not create and not path.exists():
             raise LocalStorageError(f"state file {path} does not exist (no run has saved state)")
         try:
@@ -256,9 +245,15 @@ class StateStore:
         input_type: str,
         checkpoint: Mapping[str, Any] | str | None,
         output: Mapping[str, Any] | None,
+        *,
+        within: Callable[[Any], Mapping[str, Any] | None] | None = None,
     ) -> None:
         """Save the checkpoint (a mapping, or its JSON text) and the output position
-        together, atomically."""
+        together, atomically. (``within`` is for a database shared with an output: never
+        here.)"""
+        if within is not None:
+            raise LocalStorageError("a SQLite state cannot commit an output's records in its "
+                                    "transaction")
         if checkpoint is None or isinstance(checkpoint, str):
             cp = checkpoint
         else:
@@ -303,6 +298,14 @@ class StateStore:
             except sqlite3.DatabaseError as exc:
                 raise self._corrupt(exc) from None
             return cursor.rowcount > 0
+
+    @contextlib.contextmanager
+    def lease(self, name: str, *, keys: Sequence[str] = (),
+              on_lost: Callable[[], None] | None = None) -> Iterator[_ProcessLock]:
+        """Hold pipeline ``name``'s run lock for one run (``lock``); rate-limit keys are not
+        leased in a SQLite state, which one machine's runs share."""
+        with self.lock(name):
+            yield _ProcessLock()
 
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:

@@ -21,7 +21,8 @@ from ._pipeline import load_pipeline
 from ._registry import discover
 from ._runner import run_once
 from ._secrets import redactor
-from ._service import check_pipeline, run_forever, state_reset, state_show
+from ._service import check_pipeline, check_state, run_forever, state_reset, state_show
+from .state import store_location
 
 __all__ = ["main"]
 
@@ -91,8 +92,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate, then make one authenticated call upstream."""
     pipeline = load_pipeline(args.pipeline, discover())
+    state = check_state(pipeline)
     check_pipeline(pipeline)
-    print(f"{pipeline.name}: configuration valid and {pipeline.input.name} reachable")
+    state = f", {state}" if state else ""
+    print(f"{pipeline.name}: configuration valid{state} and {pipeline.input.name} reachable")
     return 0
 
 
@@ -140,10 +143,11 @@ def cmd_state(args: argparse.Namespace) -> int:
     if args.action == "show":
         _print_json(state_show(pipeline))
     else:
+        where = store_location(pipeline)
         if state_reset(pipeline):
-            print(f"{pipeline.name}: state cleared in {pipeline.state_path}; {AFTER_RESET}")
+            print(f"{pipeline.name}: state cleared in {where}; {AFTER_RESET}")
         else:
-            print(f"{pipeline.name}: state was already empty in {pipeline.state_path}")
+            print(f"{pipeline.name}: state was already empty in {where}")
     return 0
 
 
