@@ -92,8 +92,8 @@ def failure(exc: BaseException, url: str, doing: str) -> LocalStorageError:
         detail = getattr(getattr(exc, "diag", None), "message_primary", None) or text
         return LocalStorageError(_url.scrub(
             f"{where}: user {_parts(url)['user']} lacks a privilege {doing} ({detail}); grant "
-            "it SELECT, INSERT, UPDATE and DELETE on plugin_host_meta, plugin_host_state and "
-            "plugin_host_key_leases (and CREATE on the schema for the first run); nothing "
+            "it SELECT on plugin_host_meta, and SELECT, INSERT and UPDATE on plugin_host_state "
+            "and plugin_host_key_leases (and CREATE on the schema for the first run); nothing "
             "was written", url))
     lowered = text.lower() if not sqlstate or sqlstate[:2] in ("08", "28", "3D", "57") else ""
     for needle, reason in _REFUSALS:

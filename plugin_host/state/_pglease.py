@@ -90,8 +90,8 @@ class PgLease:
             row = self._conn.run(lambda c: c.execute(
                 sql.HOLDER.format(table=table), {"name": name}).fetchone(),
                 "reading who holds the lease", retry=False)
-            if row and row[0]:
-                who = f" ({row[0]}, epoch {row[1]})"
+            if row:
+                who = f" ({row[0]}, epoch {row[1]})" if row[0] else f" (epoch {row[1]})"
         except LocalStorageError:
             pass
         return (f"another runner took {what} over{who} while this run (epoch {self.epoch}) "

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["SCHEMA_VERSION", "TABLES", "advisory_key"]
+__all__ = ["PRIVILEGES", "SCHEMA_VERSION", "TABLES", "advisory_key"]
 
 SCHEMA_VERSION = 1
 
 TABLES = ("plugin_host_meta", "plugin_host_state", "plugin_host_key_leases")
+
+#: What a run needs on each table (the first run also needs CREATE on the schema).
+PRIVILEGES = {
+    "plugin_host_meta": ("SELECT",),
+    "plugin_host_state": ("SELECT", "INSERT", "UPDATE"),
+    "plugin_host_key_leases": ("SELECT", "INSERT", "UPDATE"),
+}
 
 CREATE = (
     """CREATE TABLE IF NOT EXISTS plugin_host_meta (

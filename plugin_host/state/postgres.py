@@ -117,8 +117,8 @@ class PostgresStateStore:
                                ).fetchone()[0]
                 return [] if ok else ["CREATE on the schema (to create plugin-host's tables)"]
             missing = []
-            for table in sql.TABLES:
-                for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE"):
+            for table, privileges in sql.PRIVILEGES.items():
+                for privilege in privileges:
                     if not c.execute("SELECT has_table_privilege(%s, %s)",
                                      (table, privilege)).fetchone()[0]:
                         missing.append(f"{privilege} on {table}")
