@@ -727,6 +727,7 @@ def test_concurrent_walks_with_additions() -> None:
             emu.add_events(5)
         for t in threads:
             t.join(timeout=20)
+            assert not t.is_alive(), "a walk did not finish within 20 s"
         assert not errors
 
 
