@@ -39,7 +39,7 @@ if _typing.TYPE_CHECKING:
     from ._pipeline import Pipeline, load_pipeline
     from ._registry import Registry, discover
     from ._runner import CommitPolicy, RunSummary, run_once
-    from ._state import StateStore
+    from .state.sqlite import StateStore
 
 # Imported on first use, so that importing plugin_host (the pytest plugin does, in every
 # test run of an environment that has it) does not pay for jsonschema and SQLite.
@@ -50,7 +50,7 @@ _LAZY = {
     "Pipeline": "._pipeline", "load_pipeline": "._pipeline",
     "Registry": "._registry", "discover": "._registry",
     "CommitPolicy": "._runner", "RunSummary": "._runner", "run_once": "._runner",
-    "StateStore": "._state",
+    "StateStore": ".state.sqlite",
 }
 
 

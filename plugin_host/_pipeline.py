@@ -26,9 +26,9 @@ from ._paths import creatable_problem, resolve_path
 from ._registry import Registered, Registry
 from ._schemas import load_schema
 from ._secrets import redactor, resolve_secret
-from ._state import validated_fingerprint
 from ._validation import join_path, schema_errors
 from ._yaml import YamlError, load_yaml
+from .state.sqlite import validated_fingerprint
 
 __all__ = ["DEFAULT_STATE_PATH", "Pipeline", "load_pipeline", "own_check_errors", "with_defaults"]
 

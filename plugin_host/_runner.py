@@ -37,9 +37,9 @@ from ._exceptions import (
 )
 from ._pipeline import Pipeline
 from ._secrets import guarded, redactor
-from ._state import StateStore as SqliteStateStore
 from ._words import plural
 from .state import open_store, rate_limit_keys
+from .state.sqlite import StateStore as SqliteStateStore
 
 __all__ = ["CommitPolicy", "RunSummary", "run_once"]
 

@@ -13,7 +13,7 @@ from ._exceptions import ConfigError, LocalStorageError, UpstreamError
 from ._pipeline import Pipeline
 from ._runner import RunSummary, run_once
 from ._secrets import guarded
-from ._state import StateStore
+from .state.sqlite import StateStore
 
 __all__ = ["check_pipeline", "check_state", "run_forever", "state_reset", "state_show"]
 

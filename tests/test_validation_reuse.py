@@ -18,7 +18,7 @@ from helpers import TOKEN_ENV, clean_env, pipeline_doc, read_jsonl, write_pipeli
 
 from plugin_host import Registry
 from plugin_host._pipeline import config_fingerprint, load_pipeline
-from plugin_host._state import StateStore, validated_fingerprint
+from plugin_host.state.sqlite import StateStore, validated_fingerprint
 from plugin_host.testing import PluginObject
 
 Cli = Any

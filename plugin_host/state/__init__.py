@@ -29,7 +29,7 @@ def open_store(pipeline: Pipeline, *, create: bool = True) -> StateStore:
 
         return PostgresStateStore(pipeline.state_url, lease_seconds=pipeline.lease_seconds,
                                   create=create)
-    from .._state import StateStore as SqliteStateStore
+    from .sqlite import StateStore as SqliteStateStore
 
     return SqliteStateStore(pipeline.state_path, create=create)
 

@@ -22,8 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ._contract import SavedState
-from ._exceptions import LocalStorageError, PipelineBusy
+from .._contract import SavedState
+from .._exceptions import LocalStorageError, PipelineBusy
 
 __all__ = ["SCHEMA_VERSION", "SavedState", "StateStore", "validated_fingerprint"]
 
