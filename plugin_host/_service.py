@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._contract import InputContext
-from ._exceptions import ConfigError, LocalStorageError, UpstreamError
+from ._exceptions import ConfigError, Fenced, LocalStorageError, PipelineBusy, UpstreamError
 from ._pipeline import Pipeline
 from ._runner import RunSummary, run_once
 from ._secrets import guarded
@@ -40,7 +40,10 @@ def run_forever(
     progress: bool = False,
     report: Callable[[RunSummary], None] | None = None,
 ) -> None:
-    """Sync every ``interval`` seconds until ``stop`` is set; upstream failures wait a turn."""
+    """Sync every ``interval`` seconds until ``stop`` is set; upstream failures wait a turn.
+    With a PostgreSQL state, so does a lease another runner holds: runners of one pipeline
+    on several machines take turns, and one takes over when another dies. A run whose lease
+    was taken over (``Fenced``) ends the loop."""
     if interval <= 0:
         raise ConfigError("--interval must be more than 0 seconds")
     while not stop.is_set():
@@ -50,6 +53,10 @@ def run_forever(
                 report(summary)
         except UpstreamError as exc:
             log.error("%s; trying again in %gs", exc, interval)
+        except PipelineBusy as exc:
+            if isinstance(exc, Fenced) or not pipeline.state_url:
+                raise
+            log.info("%s; trying again in %gs", exc, interval)
         stop.wait(interval)
 
 

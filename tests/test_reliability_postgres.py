@@ -24,6 +24,7 @@ from reliability.support import (
     cli,
     count,
     env,
+    line_count,
     one_error_line,
     read_lines,
     wait_until,
@@ -310,3 +311,44 @@ def test_pipelines_sharing_an_api_key_run_one_at_a_time_and_stay_under_its_limit
         with pg_db.connect() as conn:
             keys = [r[0] for r in conn.execute("SELECT name FROM plugin_host_key_leases")]
         assert len(keys) == 1 and emu.config.api_key not in keys[0]
+
+
+@pytest.mark.slow
+def test_interval_runners_on_two_machines_take_turns_and_one_takes_over_a_killed_one(
+    tmp_path: Path, pg_db: Database
+) -> None:
+    """Two `run --interval` processes of one pipeline (as on two machines, one output file
+    they share): one syncs, the other waits its turns; kill -9 the syncing one and the
+    other carries on from its last commit; every event once."""
+    config = EmulatorConfig(events=1500, days=30, fault_rate=1.0, faults=("delay",),
+                            delay_seconds=0.05)  # the first sync outlasts the other's start
+    with PostmanEmulator(config) as emu:
+        pipeline = pg_pipeline(tmp_path, emu.url)
+        output = tmp_path / "out.jsonl"
+        environ = pg_env(pg_db)
+        runners = [Child("--log-level", "INFO", "run", pipeline, "--interval", "0.3",
+                         cwd=tmp_path, environ=environ) for _ in range(2)]
+        wait_until(lambda: line_count(output) == 1500, timeout=30)
+        seen = {"holder": ""}
+
+        def held() -> bool:  # a sync in progress: whose?
+            seen["holder"] = state_row(pg_db)["holder"] or ""
+            return bool(seen["holder"])
+
+        wait_until(held, timeout=10)
+        first = next(r for r in runners if f"pid {r.pid} " in seen["holder"])
+        standby = next(r for r in runners if r is not first)
+        first.signal(signal.SIGKILL)
+        killed = first.wait()
+        assert killed.code == -signal.SIGKILL
+        emu.config.fault_rate = 0.0
+        emu.add_events(200)
+        wait_until(lambda: line_count(output) == 1700, timeout=30)
+        standby.signal(signal.SIGTERM)
+        result = standby.wait(timeout=30)
+        assert result.code == 0, result.err[-3000:]
+        waited = killed.err + result.err  # the one that lost the first sync waited a turn
+        assert "already running" in waited and "trying again" in waited
+        check_delivery(read_lines(output), emu.events, complete=True)
+        assert state_row(pg_db)["offset"] == output.stat().st_size
+        count("interval runners taken over")
