@@ -143,6 +143,16 @@ def test_the_heartbeat_stops_renewing_once_fenced(pg_db: Database) -> None:
         assert before == after  # nothing renews the thief's lease in its place
 
 
+def test_a_lease_row_locked_by_a_long_commit_is_busy_not_a_failure(pg_db: Database) -> None:
+    with PostgresStateStore(pg_db.url, lease_seconds=1) as store:
+        with store.lease("p"):
+            pass
+        with pg_db.connect() as conn, conn.transaction():  # as another run's joined commit
+            conn.execute("SELECT * FROM plugin_host_state WHERE name = 'p' FOR UPDATE")
+            with pytest.raises(PipelineBusy, match="already running"), store.lease("p"):
+                pass
+
+
 def test_pipelines_sharing_a_rate_limit_key_run_one_at_a_time(
     pg_db: Database, store: PostgresStateStore
 ) -> None:

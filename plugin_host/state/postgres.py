@@ -178,7 +178,10 @@ class PostgresStateStore:
         advisory lock tells a crashed holder (its session is gone) at once."""
         key = sql.advisory_key(table, params["name"])
         gone = bool(c.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0])
-        row = c.execute(statement, {**params, "gone": gone}).fetchone()
+        try:
+            row = c.execute(statement, {**params, "gone": gone}).fetchone()
+        except driver().errors.LockNotAvailable:  # the holder is inside a commit that long
+            row = None
         if row is None and gone:
             c.execute("SELECT pg_advisory_unlock(%s)", (key,))
         return int(row[0]) if row else None
