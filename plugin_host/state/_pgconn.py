@@ -95,6 +95,10 @@ def failure(exc: BaseException, url: str, doing: str) -> LocalStorageError:
             "it SELECT on plugin_host_meta, and SELECT, INSERT and UPDATE on plugin_host_state "
             "and plugin_host_key_leases (and CREATE on the schema for the first run); nothing "
             "was written", url))
+    if isinstance(exc, psycopg.ProgrammingError) and not sqlstate and doing == "connecting":
+        # the driver quotes the bad part of a URL it cannot read: never show it
+        return LocalStorageError(f"{where}: state.url cannot be read by the driver; check "
+                                 "its form (postgresql://USER:PASSWORD@HOST:5432/DATABASE)")
     lowered = text.lower() if not sqlstate or sqlstate[:2] in ("08", "28", "3D", "57") else ""
     for needle, reason in _REFUSALS:
         if needle in lowered:
@@ -104,10 +108,6 @@ def failure(exc: BaseException, url: str, doing: str) -> LocalStorageError:
         if needle in lowered:
             return LocalStorageError(_url.scrub(
                 f"{where}: {reason} ({doing}); the state stays at its last commit", url))
-    if isinstance(exc, psycopg.ProgrammingError) and not sqlstate:
-        # the driver quotes the bad part of a URL it cannot read: never show it
-        return LocalStorageError(f"{where}: state.url cannot be read by the driver; check "
-                                 "its form (postgresql://USER:PASSWORD@HOST:5432/DATABASE)")
     last = text.rsplit(": ", 1)[-1] if text else type(exc).__name__
     return LocalStorageError(_url.scrub(
         f"{where}: {doing} failed ({last}); the state stays at its last commit", url))
