@@ -28,6 +28,19 @@ __all__ = ["main"]
 
 log = logging.getLogger("plugin_host.cli")
 
+COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
+    "inputs": (0,),
+    "spec": (0, 2),
+    "validate": (0, 2),
+    "check": (0, 2, 3, 4, 5),
+    "run": (0, 1, 2, 3, 4, 5, 6),
+    "state show": (0, 2, 5),
+    "state reset": (0, 2, 5, 6),
+    "demo": (0, 2),
+    "new-input": (0, 2),
+}
+"""The exit codes each command can end with (the README's command table lists the same)."""
+
 AFTER_RESET = ("the next run starts again from the input's start (such as its backfill start) "
                "and delivers again what was delivered before")
 
@@ -167,11 +180,25 @@ def cmd_new_input(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exit_epilog(command: str | None = None) -> str:
+    """The ``exit codes:`` block of a help text: every code, or those of ``command``; a
+    code that only some of its actions end with (``state reset``) names them."""
+    rows = {name: codes for name, codes in COMMAND_EXIT_CODES.items()
+            if command is None or name.split()[0] == command}
+    lines = ["exit codes:"]
+    for code, meaning in EXIT_CODES.items():
+        having = [name.split()[-1] for name, codes in rows.items() if code in codes]
+        if command is not None and not having:
+            continue
+        only = f" ({', '.join(having)} only)" if command and len(having) < len(rows) else ""
+        lines.append(f"  {code}  {meaning}{only}")
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
-    epilog = "exit codes:\n" + "\n".join(f"  {k}  {v}" for k, v in EXIT_CODES.items())
     parser = argparse.ArgumentParser(
         prog="plugin-host", description="Run incremental input plugins into outputs.",
-        epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_exit_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"plugin-host {__version__}")
     parser.add_argument("--log-level", default="WARNING",
@@ -184,7 +211,8 @@ def _parser() -> argparse.ArgumentParser:
                                      "options)")
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> Any:
-        p = sub.add_parser(name, help=help_, description=help_)
+        p = sub.add_parser(name, help=help_, description=help_, epilog=_exit_epilog(name),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         p.set_defaults(func=func)
         return p
 

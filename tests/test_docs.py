@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import inspect
 import json
 import re
@@ -13,7 +14,7 @@ import pytest
 
 import plugin_host.testing.pytest_plugin
 from plugin_host import _exceptions, hookspecs
-from plugin_host.cli import _parser
+from plugin_host.cli import COMMAND_EXIT_CODES, _parser
 from plugin_host.testing import InputContract
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,6 +24,33 @@ README = REPO / "README.md"
 
 def guide() -> str:
     return GUIDE.read_text(encoding="utf-8")
+
+
+def table(path: Path, header: str) -> list[list[str]]:
+    """The body rows of the Markdown table in ``path`` whose header row is ``header``
+    (cells stripped); a row with another number of cells than the header fails."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    starts = [i for i, line in enumerate(lines) if line.strip() == header]
+    assert len(starts) == 1, f"{path.name} has {len(starts)} tables headed {header!r}"
+    width = len(cells(header))
+    rows = []
+    for line in lines[starts[0] + 2:]:  # past the header and its |---| line
+        if not line.startswith("|"):
+            break
+        row = cells(line)
+        assert len(row) == width, f"{path.name}: a row of {len(row)} cells: {line}"
+        rows.append(row)
+    assert rows, f"the table {header!r} in {path.name} is empty"
+    return rows
+
+
+def cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def plain(text: str) -> str:
+    """Markdown text as words: no backticks, one space between words."""
+    return " ".join(text.replace("`", "").split())
 
 
 def hook_names() -> list[str]:
@@ -63,20 +91,87 @@ def test_the_guide_names_every_fixture(fixture: str) -> None:
     assert f"- `{fixture}`:" in guide()
 
 
-def test_the_guide_names_every_contract_test() -> None:
-    tests = [n for n in dir(InputContract) if n.startswith("test_")]
-    missing = [t for t in tests if f"| `{t}` |" not in guide()]
-    assert missing == [], f"the contract table in {GUIDE.name} lacks {missing}"
+def test_the_guides_contract_table_is_the_suite() -> None:
+    tests = {n for n in dir(InputContract) if n.startswith("test_")}
+    documented = [row[0] for row in table(GUIDE, "| test | checks |")]
+    assert all(re.fullmatch(r"`test_\w+`", name) for name in documented), documented
+    documented_names = [name.strip("`") for name in documented]
+    assert len(documented_names) == len(set(documented_names)), "a test listed twice"
+    assert set(documented_names) - tests == set(), "the guide lists tests the suite lacks"
+    assert tests - set(documented_names) == set(), "the guide lacks tests of the suite"
 
 
-def test_the_guide_names_every_error_and_exit_code() -> None:
-    text = guide()
-    for name in _exceptions.__all__:
-        if name != "EXIT_CODES":
-            assert f"`{name}`" in text, name
-    for code in _exceptions.EXIT_CODES:
-        if code:
-            assert f"\n| {code} | " in text, code
+def errors() -> dict[str, int]:
+    """Every error class plugin-host exports, with its exit code."""
+    classes = [getattr(_exceptions, name) for name in _exceptions.__all__]
+    return {cls.__name__: cls.exit_code for cls in classes
+            if isinstance(cls, type) and issubclass(cls, _exceptions.PluginHostError)}
+
+
+def test_the_guides_error_table_gives_each_error_its_exit_code() -> None:
+    documented: dict[str, int] = {}
+    for code, names, _ in table(GUIDE, "| exit | error | when |"):
+        for name in re.findall(r"`(\w+)`", names):
+            assert name not in documented, f"{name} is in two rows of the guide's error table"
+            documented[name] = int(code)
+    assert documented == errors()
+    codes = {int(row[0]) for row in table(GUIDE, "| exit | error | when |")}
+    assert codes == set(_exceptions.EXIT_CODES)
+
+
+def test_the_readme_exit_code_table_says_what_the_code_says() -> None:
+    """Each code with its meaning: the README's row starts with the meaning ``--help``
+    prints (``EXIT_CODES``), and may go on in parentheses or a second clause."""
+    rows = table(README, "| code | meaning |")
+    documented = {int(code): plain(meaning) for code, meaning in rows}
+    assert len(documented) == len(rows), "a code listed twice"
+    assert set(documented) == set(_exceptions.EXIT_CODES)
+    for code, meaning in _exceptions.EXIT_CODES.items():
+        row = documented[code]
+        assert row == meaning or re.match(re.escape(meaning) + r"[ ;.(]", row), (
+            f"the README says exit {code} is {row!r}; the code says {meaning!r}")
+
+
+def readme_command_codes() -> dict[str, set[int]]:
+    """Each command's exit codes, as the README's command table lists them (``0; 2 config``),
+    by the command's name as ``COMMAND_EXIT_CODES`` spells it (``state show``)."""
+    documented: dict[str, set[int]] = {}
+    for usage, _, codes in table(README, "| command | what it does | exit codes |"):
+        words = usage.strip("`").split()[1:]
+        name = " ".join(words[:2] if words[0] == "state" else words[:1])
+        assert name not in documented, f"two rows for {name}"
+        parts = [part.split() for part in codes.split(";")]
+        assert all(part and part[0].isdigit() for part in parts), codes
+        documented[name] = {int(part[0]) for part in parts}
+    return documented
+
+
+def test_the_readme_command_table_gives_each_command_its_exit_codes() -> None:
+    declared = {name: set(codes) for name, codes in COMMAND_EXIT_CODES.items()}
+    assert readme_command_codes() == declared
+    assert {name.split()[0] for name in declared} == set(subcommands())
+    assert set().union(*declared.values()) <= set(_exceptions.EXIT_CODES)
+
+
+def environment_variables_read() -> set[str]:
+    """The ``PLUGIN_HOST_*`` names the code of plugin_host uses (string constants, not
+    docstrings or comments)."""
+    names: set[str] = set()
+    for path in (REPO / "plugin_host").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(
+                    r"PLUGIN_HOST_[A-Z0-9_]+", node.value):
+                names.add(node.value)
+    return names
+
+
+def test_the_readme_names_every_environment_variable_and_only_those() -> None:
+    read = environment_variables_read()
+    assert {"PLUGIN_HOST_LOAD_PLUGINS", "PLUGIN_HOST_DISABLE_PLUGINS"} <= read
+    named = set(re.findall(r"\bPLUGIN_HOST_[A-Z0-9_]+", README.read_text(encoding="utf-8")))
+    assert read - named == set(), "the README does not name these"
+    assert named - read == set(), "the README names variables the code does not read"
+    assert set(re.findall(r"\bPLUGIN_HOST_[A-Z0-9_]+", guide())) <= read
 
 
 @pytest.mark.parametrize("command", subcommands())

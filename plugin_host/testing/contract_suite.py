@@ -158,9 +158,13 @@ class InputContract:
         """``check()`` makes its authenticated call and returns; ``close()`` follows."""
         source = self._instance(run_input, self.secrets)
         try:
-            assert source.check() is None
+            result = source.check()
+        except Exception as exc:  # any failure of check() breaks this rule
+            pytest.fail(f"check() with the test's settings and secrets raised "
+                        f"{type(exc).__name__}: {exc}")
         finally:
             source.close()
+        assert result is None, f"check() returned {result!r}; it returns None"
 
     def test_check_refuses_a_wrong_secret(self, run_input: InputRunner) -> None:
         """With every secret wrong, ``check()`` raises (AuthError by default) and its
@@ -287,12 +291,16 @@ class InputContract:
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """With every logger at DEBUG (httpx's too), no secret value appears in a log line,
-        a record, a checkpoint, the state file, or standard output and error."""
+        a record, a checkpoint, the state file, standard output and error, or the error
+        ``check()`` raised (if it did: ``test_check_succeeds`` fails that)."""
         for name in _LOGGERS:
             caplog.set_level(logging.DEBUG, logger=name or None)
         source = self._instance(run_input, self.secrets)
+        check_error = ""
         try:
             source.check()
+        except PluginHostError as exc:  # test_check_succeeds fails it; here: is it secret?
+            check_error = str(exc)
         finally:
             source.close()
         first = self._first(run_input)
@@ -306,6 +314,7 @@ class InputContract:
             "the checkpoints": "\n".join(
                 str(p.checkpoint_json) for p in [*first.pages, *second.pages]),
             "standard output and error": out + err,
+            "the error check() raised": check_error,
         }
         state_bytes = b"".join(
             p.read_bytes() for p in sorted(run_input.folder.glob("state.db*")))

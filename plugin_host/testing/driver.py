@@ -262,6 +262,33 @@ def _scrub(text: str, values: Sequence[str]) -> str:
     return text
 
 
+def _manifest_of(input_class: type[Any] | Mapping[str, Any]) -> Mapping[str, Any]:
+    return input_class if isinstance(input_class, Mapping) else input_class.manifest
+
+
+def _credential_headers(manifest: Mapping[str, Any]) -> list[str]:
+    """The headers a cassette filters by name: the usual credential headers and those
+    named like a secret the manifest declares."""
+    declared = secret_names(manifest)
+    return list(dict.fromkeys(
+        [*SECRET_HEADER_NAMES, *declared, *(n.replace("_", "-") for n in declared)]))
+
+
+def _sends_the_same_credentials(names: Sequence[str]) -> Callable[[Any, Any], None]:
+    wanted = {name.lower() for name in names}
+
+    def credentials(sent: Any, recorded: Any) -> None:
+        """vcrpy matcher: both requests carry the same credential headers, by name (their
+        values are filtered, so any value replays)."""
+        def carried(request: Any) -> list[str]:
+            return sorted(k.lower() for k in request.headers if k.lower() in wanted)
+
+        assert carried(sent) == carried(recorded), (
+            f"credential headers sent {carried(sent)}, recorded {carried(recorded)}")
+
+    return credentials
+
+
 def vcr_config(
     input_class: type[Any] | Mapping[str, Any],
     secrets: Mapping[str, str] | None = None,
@@ -274,13 +301,10 @@ def vcr_config(
     the manifest declares; and, by value, each given secret wherever it appears in a
     request's URL, headers or body, or a response's headers or body.
     """
-    manifest: Mapping[str, Any] = (
-        input_class if isinstance(input_class, Mapping) else input_class.manifest
-    )
+    manifest = _manifest_of(input_class)
     declared = secret_names(manifest)
     values = sorted({v for v in (secrets or {}).values() if v}, key=len, reverse=True)
-    header_names = list(dict.fromkeys(
-        [*SECRET_HEADER_NAMES, *declared, *(n.replace("_", "-") for n in declared)]))
+    header_names = _credential_headers(manifest)
     query_names = list(dict.fromkeys([*SECRET_QUERY_NAMES, *declared]))
 
     def scrub_request(request: Any) -> Any:
@@ -336,10 +360,17 @@ def make_vcr(
     secrets: Mapping[str, str] | None = None,
     **overrides: Any,
 ) -> Any:
-    """A ``vcr.VCR`` built from :func:`vcr_config` (vcrpy is imported only here)."""
+    """A ``vcr.VCR`` built from :func:`vcr_config` (vcrpy is imported only here) that,
+    unless ``match_on`` is given, also matches on the credential headers sent: a request
+    without the key does not replay a recorded request that had one."""
     import vcr  # type: ignore[import-untyped]
 
-    return vcr.VCR(**vcr_config(input_class, secrets, **overrides))
+    recorder = vcr.VCR(**vcr_config(input_class, secrets, **overrides))
+    recorder.register_matcher(
+        "credentials", _sends_the_same_credentials(_credential_headers(_manifest_of(input_class))))
+    if "match_on" not in overrides:
+        recorder.match_on = (*recorder.match_on, "credentials")
+    return recorder
 
 
 
