@@ -252,3 +252,32 @@ def test_a_joined_outputs_rows_and_checkpoint_commit_together_or_not_at_all(
     with pg_db.connect() as conn:
         delivered = [r[0] for r in conn.execute("SELECT n FROM delivered ORDER BY n")]
     assert delivered == list(range(40))  # the rest, once
+
+
+def test_only_a_postgresql_state_loads_the_driver(tmp_path: Path, pg_db: Database) -> None:
+    """A run on a SQLite state imports no psycopg (start-up stays as it was); a run on a
+    PostgreSQL state does. Fresh interpreters, the real command."""
+    import subprocess
+    import sys
+
+    from helpers import clean_env, pipeline_doc
+    from postman_audit.emulator import EmulatorConfig, PostmanEmulator
+
+    probe = ("import json, sys, plugin_host.cli as c; code = c.main(['run', sys.argv[1]]); "
+             "print(json.dumps([code, 'psycopg' in sys.modules]))")
+    seen = []
+    with PostmanEmulator(EmulatorConfig(events=50, days=2)) as emulator:
+        for state in ({"path": "state.db"}, {"url": {"env": URL_ENV}}):
+            folder = tmp_path / next(iter(state))
+            (folder / "key.txt").parent.mkdir()
+            (folder / "key.txt").write_text(emulator.config.api_key)
+            doc = pipeline_doc(input_type="postman_audit", name="audit", state=state,
+                               settings={"base_url": emulator.url,
+                                         "backfill_start_time": "2020-01-01T00:00:00Z"},
+                               secrets={"api_key": {"file": "key.txt"}})
+            path = write_pipeline(folder / "p.yaml", doc)
+            done = subprocess.run([sys.executable, "-c", probe, str(path)], cwd=folder,
+                                  env=clean_env(**{URL_ENV: pg_db.url}), capture_output=True,
+                                  text=True, timeout=60, check=False)
+            seen.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert seen == [[0, False], [0, True]]
