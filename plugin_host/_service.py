@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from . import _validation_cache as validation_cache
 from ._contract import InputContext
 from ._exceptions import ConfigError, UpstreamError
 from ._pipeline import Pipeline
@@ -66,8 +67,10 @@ def state_show(pipeline: Pipeline) -> dict[str, Any]:
 
 
 def state_reset(pipeline: Pipeline) -> bool:
-    """Clear a pipeline's saved state; True if there was any."""
+    """Clear a pipeline's saved state, and forget its validation; True if there was any."""
     if not pipeline.state_path.exists():
         return False
     with StateStore(pipeline.state_path, create=False) as store:
-        return store.reset(pipeline.name)
+        existed = store.reset(pipeline.name)
+    validation_cache.forget(pipeline.state_path, pipeline.name)
+    return existed
