@@ -127,7 +127,7 @@ def run_once(
                                     state_id=store.id, state_location=str(store.path))
         saved = store.load(pipeline.name)  # a damaged file is refused here, before any write
         if pipeline.fingerprint and not pipeline.validation_reused:
-            validation_cache.remember(store.path, pipeline.name, pipeline.fingerprint)
+            validation_cache.remember(store, pipeline.name, pipeline.fingerprint)
         if saved is not None and saved.input_type != pipeline.input.name:
             raise ConfigError(
                 f"the saved state of pipeline {pipeline.name} belongs to input "

@@ -72,5 +72,5 @@ def state_reset(pipeline: Pipeline) -> bool:
         return False
     with StateStore(pipeline.state_path, create=False) as store:
         existed = store.reset(pipeline.name)
-    validation_cache.forget(pipeline.state_path, pipeline.name)
+        validation_cache.forget(store, pipeline.name)
     return existed

@@ -253,6 +253,14 @@ class StateStore:
         except sqlite3.DatabaseError as exc:
             raise self._corrupt(exc) from None
 
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        """Run one statement on the state file, for a neighbour that keeps a table of its
+        own in it (the validation cache); a failure is a LocalStorageError."""
+        try:
+            return self._db.execute(sql, args)
+        except sqlite3.DatabaseError as exc:
+            raise self._corrupt(exc) from None
+
     def reset(self, name: str) -> bool:
         """Delete pipeline ``name``'s state; True if there was any. Refused while it runs."""
         with self.lock(name):

@@ -3,9 +3,10 @@
 The fingerprint of a configuration is a SHA-256 of the pipeline file's text, the input's
 and output's manifests, the pipeline schema, the host's version and jsonschema's version;
 never of a secret. A run that validated its configuration in full remembers the
-fingerprint (``remember``), in a ``validated`` table of the state's SQLite file; the next
-``run`` of the same file reads it (``reusable``: read-only, before anything is written)
-and, when it matches, skips the schema checks of the file, the settings and the manifests.
+fingerprint (``remember``), in a ``validated`` table of the state's SQLite file (written
+through the run's open state store); the next ``run`` of the same file reads it
+(``reusable``: read-only, straight from the file, before anything is written) and, when
+it matches, skips the schema checks of the file, the settings and the manifests.
 ``state reset`` forgets it (``forget``). This module alone reads and writes that table.
 """
 
@@ -19,12 +20,14 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import __version__
-from ._exceptions import LocalStorageError
 from ._registry import Registered, Registry
 from ._schemas import load_schema
+
+if TYPE_CHECKING:  # the loader reads the cache without the state store: see ``remembered``
+    from ._state import StateStore
 
 __all__ = ["Reuse", "fingerprint", "forget", "remember", "remembered", "reusable"]
 
@@ -112,29 +115,17 @@ def reusable(
     return Reuse(registered_input, registered_output, current) if current == known else None
 
 
-def _write(state_path: Path, sql: str, args: tuple[str, ...]) -> None:
-    """Run one statement on the state file's ``validated`` table, creating the table."""
-    try:
-        db = sqlite3.connect(str(state_path), timeout=30, isolation_level=None)
-        try:
-            db.execute("PRAGMA busy_timeout = 30000")
-            db.execute(_TABLE)
-            db.execute(sql, args)
-        finally:
-            db.close()
-    except sqlite3.Error as exc:
-        raise LocalStorageError(f"state file {state_path} cannot be written ({exc})") from None
-
-
-def remember(state_path: Path, name: str, fingerprint: str) -> None:
-    """Record that pipeline ``name``'s configuration with ``fingerprint`` is valid."""
+def remember(store: StateStore, name: str, fingerprint: str) -> None:
+    """Record in ``store`` that pipeline ``name``'s configuration with ``fingerprint`` is
+    valid."""
     now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    _write(state_path,
-           "INSERT INTO validated VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
-           "fingerprint = excluded.fingerprint, validated_at = excluded.validated_at",
-           (name, fingerprint, now))
+    store.execute(_TABLE)
+    store.execute("INSERT INTO validated VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                  "fingerprint = excluded.fingerprint, validated_at = excluded.validated_at",
+                  (name, fingerprint, now))
 
 
-def forget(state_path: Path, name: str) -> None:
+def forget(store: StateStore, name: str) -> None:
     """Forget pipeline ``name``'s fingerprint: its next run validates in full."""
-    _write(state_path, "DELETE FROM validated WHERE name = ?", (name,))
+    store.execute(_TABLE)
+    store.execute("DELETE FROM validated WHERE name = ?", (name,))

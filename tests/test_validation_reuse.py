@@ -19,6 +19,7 @@ from helpers import TOKEN_ENV, clean_env, pipeline_doc, read_jsonl, write_pipeli
 
 from plugin_host import Registry, _validation_cache
 from plugin_host._pipeline import load_pipeline
+from plugin_host._state import StateStore
 from plugin_host._validation_cache import fingerprint, remember, remembered
 from plugin_host.testing import PluginObject
 
@@ -119,7 +120,8 @@ def test_validate_and_check_always_validate_in_full(
     pipeline = _first_run(tmp_path, cli)
     assert not load_pipeline(pipeline, registry).validation_reused
     state = tmp_path / ".plugin-host" / "state.db"
-    remember(state, "counter", "0" * 64)  # a fingerprint of something else
+    with StateStore(state) as store:
+        remember(store, "counter", "0" * 64)  # a fingerprint of something else
     assert not load_pipeline(pipeline, registry, reuse=True).validation_reused
 
 
