@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-__all__ = ["Input", "InputContext", "Output", "OutputContext", "Page", "RunStats"]
+__all__ = [
+    "BackgroundSyncOutput", "Input", "InputContext", "Output", "OutputContext", "Page", "RunStats",
+]
 
 
 @dataclass(frozen=True)
@@ -103,9 +105,8 @@ class Output(Protocol):
     ``position`` values are JSON-serializable and stored with the checkpoint in one
     transaction, so an output can cut a tail written after the last commit.
 
-    Optionally, ``written()`` (hand the buffer to the system, return the position) and
-    ``sync()`` (make everything written durable; called on another thread, beside
-    ``write``) split ``durable`` so that the host commits in the background.
+    Optionally, an output splits ``durable`` in two so that the host commits in the
+    background: see ``BackgroundSyncOutput``.
     """
 
     manifest: ClassVar[Mapping[str, Any]]
@@ -125,3 +126,16 @@ class Output(Protocol):
 
     def close(self) -> None:
         """Release the destination."""
+
+
+@runtime_checkable
+class BackgroundSyncOutput(Output, Protocol):
+    """An output that splits ``durable`` in two, so that the host syncs and commits on a
+    thread of its own while the next pages are written (``jsonl`` does)."""
+
+    def written(self) -> Mapping[str, Any] | None:
+        """Hand everything written so far to the system and return that position."""
+        ...
+
+    def sync(self) -> None:
+        """Make everything handed over durable; called on another thread, beside ``write``."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import _validation_cache as validation_cache
@@ -15,7 +17,7 @@ from ._runner import RunSummary, run_once
 from ._secrets import guarded
 from ._state import StateStore
 
-__all__ = ["check_pipeline", "run_forever", "state_reset", "state_show"]
+__all__ = ["check_pipeline", "progress_line", "run_forever", "state_reset", "state_show"]
 
 log = logging.getLogger("plugin_host.run")
 
@@ -32,6 +34,18 @@ def check_pipeline(pipeline: Pipeline) -> None:
             source.close()
 
 
+@contextlib.contextmanager
+def progress_line(enabled: bool) -> Iterator[None]:
+    """Around a run that shows its progress on stderr: clear that line when the run ends,
+    however it ends, so that what is printed next starts on a clean line."""
+    try:
+        yield
+    finally:
+        if enabled:
+            sys.stderr.write("\r\x1b[2K")
+            sys.stderr.flush()
+
+
 def run_forever(
     pipeline: Pipeline,
     interval: float,
@@ -45,7 +59,8 @@ def run_forever(
         raise ConfigError("--interval must be more than 0 seconds")
     while not stop.is_set():
         try:
-            summary = run_once(pipeline, stop_event=stop, progress=progress)
+            with progress_line(progress):
+                summary = run_once(pipeline, stop_event=stop, progress=progress)
             if report:
                 report(summary)
         except UpstreamError as exc:
