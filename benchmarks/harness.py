@@ -17,8 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
-from collections.abc import Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -103,21 +103,21 @@ def checked(proc: Proc, what: str) -> Proc:
     return proc
 
 
-_SUMMARY = re.compile(r"(\d+) records in (\d+) pages, (\d+) requests, ([\d.]+)s")
-_WAITS = re.compile(r"(\d+) retries, (\d+) rate-limit waits")
+_SUMMARY = re.compile(r"(\d+) records? in (\d+) pages?, (\d+) requests?, ([\d.]+)s")
+_WAITS = re.compile(r"(\d+) retr(?:y|ies), \d+ rate-limit waits?(?: \((\d+) after a 429\))?")
 _BARE = re.compile(r"(\d+) records, (\d+) requests")
 
 
 def host_summary(stderr: str) -> dict[str, int]:
-    """Records, pages, requests, retries and rate-limit waits from the host's summary line."""
+    """Records, pages, requests, retries and waits after a 429 from the host's summary line."""
     found = _SUMMARY.findall(stderr)
     if not found:
         raise RuntimeError(f"no summary line in the host's stderr:\n{stderr[-2000:]}")
     records, pages, requests, _ = found[-1]
     waits = _WAITS.findall(stderr)
-    retries, rate_waits = waits[-1] if waits else ("0", "0")
+    retries, after_429 = waits[-1] if waits else ("0", "0")
     return {"records": int(records), "pages": int(pages), "requests": int(requests),
-            "retries": int(retries), "rate_limit_waits": int(rate_waits)}
+            "retries": int(retries), "waits_after_429": int(after_429 or 0)}
 
 
 def count_lines(path: Path) -> int:
@@ -129,6 +129,41 @@ def count_lines(path: Path) -> int:
         while chunk := f.read(1 << 20):
             lines += chunk.count(b"\n")
     return lines
+
+
+def delivery_problems(path: Path, expected: Collection[int]) -> list[str]:
+    """What keeps the JSON lines in ``path`` from holding each event id in ``expected``
+    exactly once (ids lost, ids delivered more than once, ids never sent, lines that are not
+    events); an empty list when the run is verified."""
+    delivered: Counter[Any] = Counter()
+    broken = 0
+    if path.exists():
+        with open(path, "rb") as f:
+            for line in f:
+                try:
+                    delivered[json.loads(line)["id"]] += 1
+                except (ValueError, TypeError, KeyError):
+                    broken += 1
+    wanted = set(expected)
+    lost = sorted(wanted - delivered.keys())
+    repeated = sorted((k for k, n in delivered.items() if n > 1), key=str)
+    foreign = sorted(delivered.keys() - wanted, key=str)
+    problems = [f"{len(found)} {what} (e.g. {', '.join(map(str, found[:3]))})"
+                for found, what in ((lost, "ids lost"), (repeated, "ids delivered twice or more"),
+                                    (foreign, "ids the emulator never sent")) if found]
+    if broken:
+        problems.append(f"{broken} lines that are not events")
+    return problems
+
+
+def emulator_ids(events: int, days: int, now: datetime) -> frozenset[int]:
+    """The event ids ``python -m postman_audit.emulator --events EVENTS --days DAYS --now NOW``
+    serves (the same seed generates the same events)."""
+    from postman_audit.emulator import EmulatorConfig, PostmanEmulator
+
+    emulator = PostmanEmulator(EmulatorConfig(api_key=API_KEY, events=events, days=days,
+                                              now=now))
+    return frozenset(e["id"] for e in emulator.events)
 
 
 @dataclass
@@ -200,21 +235,31 @@ def baseline_argv(url: str, since: str, page_size: int) -> list[str]:
             "--since", since, "--out", "events.jsonl", "--page-size", str(page_size)]
 
 
-def run_host(work: Path, url: str, start: datetime, page_size: int,
-             rate: dict[str, float]) -> dict[str, Any]:
-    """One host run in a fresh folder; the folder is removed afterwards."""
+def _checked_output(folder: Path, expected: Collection[int] | None) -> dict[str, Any]:
+    out = folder / "events.jsonl"
+    found: dict[str, Any] = {"lines": count_lines(out)}
+    if expected is not None:
+        found["problems"] = delivery_problems(out, expected)
+    return found
+
+
+def run_host(work: Path, url: str, start: datetime, page_size: int, rate: dict[str, float],
+             expected: Collection[int] | None = None) -> dict[str, Any]:
+    """One host run in a fresh folder, its output checked against the ``expected`` ids
+    (``problems``); the folder is removed afterwards."""
     folder = Path(tempfile.mkdtemp(prefix="host-", dir=work))
     try:
         write_pipeline(folder, url, start, page_size, rate)
         proc = checked(measure(host_argv(), folder), "plugin-host run")
-        return {**asdict(proc), **host_summary(proc.stderr),
-                "lines": count_lines(folder / "events.jsonl")}
+        return {**asdict(proc), **host_summary(proc.stderr), **_checked_output(folder, expected)}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def run_baseline(work: Path, url: str, start: datetime, page_size: int) -> dict[str, Any]:
-    """One bare-loop run in a fresh folder; the folder is removed afterwards."""
+def run_baseline(work: Path, url: str, start: datetime, page_size: int,
+                 expected: Collection[int] | None = None) -> dict[str, Any]:
+    """One bare-loop run in a fresh folder, checked like ``run_host``; the folder is removed
+    afterwards."""
     folder = Path(tempfile.mkdtemp(prefix="bare-", dir=work))
     try:
         proc = checked(measure(baseline_argv(url, day_of(start), page_size), folder),
@@ -222,7 +267,7 @@ def run_baseline(work: Path, url: str, start: datetime, page_size: int) -> dict[
         found = _BARE.findall(proc.stderr)
         records, requests = (int(x) for x in found[-1])
         return {**asdict(proc), "records": records, "requests": requests,
-                "lines": count_lines(folder / "events.jsonl")}
+                **_checked_output(folder, expected)}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -304,7 +349,8 @@ def emulator_in_process(**config: Any) -> Iterator[tuple[Any, _TimedLog]]:
 
 @dataclass
 class Report:
-    """The table rows and the raw data behind them."""
+    """The table rows, the raw data behind them, and a note per run that was not verified
+    (any note makes the benchmark exit 1)."""
 
     rows: list[tuple[str, ...]] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
@@ -312,6 +358,10 @@ class Report:
 
     def row(self, *cells: str) -> None:
         self.rows.append(tuple(cells) + ("",) * (len(HEADERS) - len(cells)))
+
+    def verify(self, what: str, run: dict[str, Any]) -> None:
+        """Note each problem ``delivery_problems`` found in ``run``'s output."""
+        self.notes.extend(f"{what}: {problem}" for problem in run.get("problems", ()))
 
 
 def say(text: str) -> None:

@@ -21,6 +21,8 @@ The plumbing is in ``harness.py``. Sections:
 - emulator alone: pages of 300 records per second served to a client that discards them.
 
 Each figure is the median of the repetitions, with (min-max) when there are several.
+Every run's output is checked against the emulator's event ids (each exactly once); a run
+that fails the check is a NOTE line, and the script then exits 1.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ from harness import (  # noqa: E402
     checked,
     compile_bytecode,
     day_of,
+    delivery_problems,
+    emulator_ids,
     emulator_in_process,
     emulator_process,
     host_argv,
@@ -92,6 +96,7 @@ def section_backfill(args: argparse.Namespace, work: Path, report: Report) -> No
     for n in args.sizes:
         say(f"backfill {n:,} events: starting the emulator")
         runs: dict[str, list[dict[str, Any]]] = {"host": [], "bare": []}
+        ids = emulator_ids(n, days, now)
         with emulator_process(n, days, now) as emulator:
             url = emulator.url
             if not warmed:  # page cache, .pyc files: not part of any figure
@@ -103,8 +108,8 @@ def section_backfill(args: argparse.Namespace, work: Path, report: Report) -> No
                 say(f"  repetition {rep + 1}/{args.repeat}")
                 for kind in ("host", "bare") if rep % 2 == 0 else ("bare", "host"):
                     before = emulator.cpu()
-                    run = (run_host(work, url, start, page, UNLIMITED) if kind == "host"
-                           else run_baseline(work, url, start, page))
+                    run = (run_host(work, url, start, page, UNLIMITED, ids) if kind == "host"
+                           else run_baseline(work, url, start, page, ids))
                     run["emulator_cpu"] = emulator.cpu() - before
                     runs[kind].append(run)
             if n == emulator_size and "emulator" in args.sections:
@@ -112,6 +117,7 @@ def section_backfill(args: argparse.Namespace, work: Path, report: Report) -> No
         raw[str(n)] = runs
         for kind, rs in runs.items():
             for r in rs:
+                report.verify(f"backfill {n}: {kind}", r)
                 if r["lines"] != n or r["records"] != n:
                     report.notes.append(f"backfill {n}: {kind} wrote {r['lines']} lines "
                                         f"({r['records']} records), expected {n}")
@@ -198,12 +204,14 @@ def section_rate(args: argparse.Namespace, work: Path, report: Report) -> None:
     raw = []
     with emulator_in_process(events=events, days=30, now=now, rate_limit=DOC_RATE,
                              rate_window=window) as (emulator, log):
+        ids = frozenset(e["id"] for e in emulator.events)
         for rep in range(args.repeat):
             time.sleep(window * 1.1)  # a fresh fixed window at the emulator
             say(f"  repetition {rep + 1}/{args.repeat}")
             log.times.clear()
             before = emulator.status_counts[429]
-            run = run_host(work, emulator.url, start, page, rate)
+            run = run_host(work, emulator.url, start, page, rate, ids)
+            report.verify(f"rate limit run {rep + 1}", run)
             n = run["requests"]
             times = list(log.times)
             full = min(DOC_RATE, n)
@@ -225,7 +233,7 @@ def section_rate(args: argparse.Namespace, work: Path, report: Report) -> None:
             overs_margined.values.append(100.0 * (span / with_margin - 1)
                                          if with_margin else math.nan)
             got429.values.append(count429)
-            waits.values.append(run["rate_limit_waits"])
+            waits.values.append(run["waits_after_429"])
             reqs.values.append(n)
     report.raw["rate_limit"] = {"window": window, "page_size": page, "events": events,
                                 "runs": raw}
@@ -297,6 +305,10 @@ def section_steady(args: argparse.Namespace, work: Path, report: Report) -> None
                     bounds[p].values.append(bound)
                     walls[p].values.append(proc.wall)
                     cpus[p].values.append(proc.cpu)
+            ids = frozenset(e["id"] for e in emulator.events)
+            for p in sizes:
+                report.notes.extend(f"steady page {p}: {problem}" for problem in
+                                    delivery_problems(folders[p] / "events.jsonl", ids))
     finally:
         for folder in folders.values():
             shutil.rmtree(folder, ignore_errors=True)
@@ -320,7 +332,7 @@ def section_startup(args: argparse.Namespace, work: Path, report: Report) -> Non
     say("start-up")
     again = Path(tempfile.mkdtemp(prefix="host-again-", dir=work))
     with emulator_in_process(events=300, days=1, now=now) as (emulator, log):
-        url = emulator.url
+        url, ids = emulator.url, frozenset(e["id"] for e in emulator.events)
         run_host(work, url, start, 300, UNLIMITED)  # warm-up
         run_baseline(work, url, start, 300)
         write_pipeline(again, url, start, 300, UNLIMITED)
@@ -332,15 +344,18 @@ def section_startup(args: argparse.Namespace, work: Path, report: Report) -> Non
 
         for _ in range(max(args.repeat, 3)):
             for stat, wall, runner in (
-                (host, host_wall, lambda: run_host(work, url, start, 300, UNLIMITED)),
-                (bare, bare_wall, lambda: run_baseline(work, url, start, 300)),
+                (host, host_wall, lambda: run_host(work, url, start, 300, UNLIMITED, ids)),
+                (bare, bare_wall, lambda: run_baseline(work, url, start, 300, ids)),
                 (later, None, run_again),
             ):
                 log.times.clear()
                 run = runner()
+                report.verify("start-up", run)
                 stat.values.append(1000 * (log.times[0] - run["started"]))
                 if wall is not None:
                     wall.values.append(1000 * run["wall"])
+    report.notes.extend(f"start-up, a later run: {problem}" for problem in
+                        delivery_problems(again / "events.jsonl", ids))
     shutil.rmtree(again, ignore_errors=True)
     report.raw["startup_ms"] = {"host": host.values, "bare": bare.values,
                                 "host_later_run": later.values,
@@ -463,6 +478,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table(report.rows))
     for note in report.notes:
         print(f"NOTE: {note}")
+    if report.notes:
+        print("NOT VERIFIED: a run above did not deliver every event exactly once; its figures "
+              "do not count", file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps(
             {"machine": info, "args": {k: (sorted(v) if isinstance(v, set) else
@@ -470,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        for k, v in vars(args).items()},
              "seconds": took, "headers": HEADERS, "rows": report.rows, "notes": report.notes,
              "raw": report.raw}, indent=1, default=str))
-    return 0
+    return 1 if report.notes else 0
 
 
 if __name__ == "__main__":

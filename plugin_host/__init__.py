@@ -1,6 +1,7 @@
 """plugin-host: discover input plugins, validate pipelines, run incremental syncs exactly once.
 
-Plugin authors need only the names exported here; see docs/writing-an-input.md.
+Plugin authors need only the names exported here, and ``plugin_host.testing`` (the kit for
+testing an input); see docs/writing-an-input.md.
 """
 
 from __future__ import annotations
@@ -25,7 +26,16 @@ from ._exceptions import (
 from .hookspecs import hookimpl
 
 if _typing.TYPE_CHECKING:
-    from ._contract import Input, InputContext, Output, OutputContext, Page, RunStats
+    from ._contract import (
+        HasDemo,
+        Input,
+        InputContext,
+        Output,
+        OutputContext,
+        Page,
+        RunStats,
+        ValidatesSettings,
+    )
     from ._pipeline import Pipeline, load_pipeline
     from ._registry import Registry, discover
     from ._runner import CommitPolicy, RunSummary, run_once
@@ -36,6 +46,7 @@ if _typing.TYPE_CHECKING:
 _LAZY = {
     "Input": "._contract", "InputContext": "._contract", "Output": "._contract",
     "OutputContext": "._contract", "Page": "._contract", "RunStats": "._contract",
+    "HasDemo": "._contract", "ValidatesSettings": "._contract",
     "Pipeline": "._pipeline", "load_pipeline": "._pipeline",
     "Registry": "._registry", "discover": "._registry",
     "CommitPolicy": "._runner", "RunSummary": "._runner", "run_once": "._runner",
@@ -61,6 +72,7 @@ __all__ = [
     "AuthError",
     "CommitPolicy",
     "ConfigError",
+    "HasDemo",
     "Input",
     "InputContext",
     "LocalStorageError",
@@ -78,6 +90,7 @@ __all__ = [
     "StateStore",
     "StopRequested",
     "UpstreamError",
+    "ValidatesSettings",
     "ValidationFailed",
     "__version__",
     "discover",

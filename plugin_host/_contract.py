@@ -1,17 +1,51 @@
-"""The contract between the host and its plugins: pages, the run context, the protocols."""
+"""The contract between the host and its plugins: pages, the run context, the protocols.
+
+``Input`` and ``Output`` are what every plugin class implements; ``ValidatesSettings`` and
+``HasDemo`` are optional extras the host uses when a class has them, and
+``BackgroundSyncOutput`` one it uses when an output object has it.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 __all__ = [
-    "BackgroundSyncOutput", "Input", "InputContext", "Output", "OutputContext", "Page", "RunStats",
+    "BackgroundSyncOutput",
+    "HasDemo",
+    "Input",
+    "InputContext",
+    "Output",
+    "OutputContext",
+    "Page",
+    "RunStats",
+    "ValidatesSettings",
 ]
+
+LONG_WAIT_SECONDS = 5.0
+"""Without a progress line, each wait this long or longer is logged (one WARNING line)."""
+
+VISIBLE_WAIT_SECONDS = 1.0
+"""On a progress line, waits this long or longer are shown (shorter ones would flicker)."""
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as a person reads it: ``0.4 s``, ``12 s``, ``1 min 30 s``, ``2 h 5 min``."""
+    if seconds < 0.95:
+        return f"{max(seconds, 0.0):.1f} s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        minutes, rest = divmod(whole, 60)
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+    hours, rest = divmod(whole // 60, 60)
+    return f"{hours} h {rest} min" if rest else f"{hours} h"
 
 
 @dataclass(frozen=True)
@@ -28,12 +62,21 @@ class Page:
 
 @dataclass
 class RunStats:
-    """Counters an input updates while it runs; the host prints them in its summary."""
+    """Counters an input updates while it runs; the host prints them in its summary.
+
+    ``rate_limit_waits`` counts every wait on a rate limit, the client's own or the
+    server's (a 429, ``Retry-After``, ``RateLimit-Remaining: 0``), and
+    ``rate_limit_wait_seconds`` their time; ``rate_limited_responses`` counts the 429s.
+    ``retry_wait_seconds`` is the time waited before retrying after a failure (a 5xx, a
+    timeout, a refused or broken connection).
+    """
 
     requests: int = 0
     retries: int = 0
     rate_limit_waits: int = 0
     rate_limit_wait_seconds: float = 0.0
+    rate_limited_responses: int = 0
+    retry_wait_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -58,6 +101,15 @@ class InputContext:
 
             sys.stderr.write("\r\x1b[2K" + text)
             sys.stderr.flush()
+
+    def waiting(self, seconds: float, reason: str) -> None:
+        """Say that the input is about to wait ``seconds`` for ``reason``: on the progress line
+        when there is one, otherwise in one WARNING line if the wait is a long one."""
+        if self.progress_enabled:
+            if seconds >= VISIBLE_WAIT_SECONDS:
+                self.progress(f"waiting {duration(seconds)}: {reason}")
+        elif seconds >= LONG_WAIT_SECONDS:
+            self.logger.warning("waiting %s: %s", duration(seconds), reason)
 
 
 @dataclass
@@ -139,3 +191,37 @@ class BackgroundSyncOutput(Output, Protocol):
 
     def sync(self) -> None:
         """Make everything handed over durable; called on another thread, beside ``write``."""
+
+
+# -- Optional extras: a plugin class the host checks with ``isinstance(cls, Protocol)`` --------
+# Both are classmethods, so the class itself (not an instance) satisfies the protocol.
+
+
+@runtime_checkable
+class ValidatesSettings(Protocol):
+    """An input or output class with checks its settings' schema cannot express (a date
+    in the past, https only). Once the schema check passes, the host calls
+    ``cls.validate_settings(settings, base_dir)``, on every validation (a reused one too);
+    each ``(setting, message)`` pair it yields is a validation error, exit 2."""
+
+    def validate_settings(
+        self, settings: Mapping[str, Any], base_dir: Path
+    ) -> Iterable[tuple[str, str]]:
+        """Yield ``(setting, message)`` for each problem (``setting`` "" for the whole)."""
+        ...
+
+
+@runtime_checkable
+class HasDemo(Protocol):
+    """An input with a local emulator of its upstream, for ``plugin-host demo NAME``.
+
+    ``cls.demo_environment(folder, events)`` is a context manager: it starts the emulator
+    with about ``events`` records and yields ``(settings, secrets)`` for a pipeline against
+    it. The host writes each secret to a file of its own in ``folder`` (mode 0600) and
+    runs the pipeline before leaving the context."""
+
+    def demo_environment(
+        self, folder: Path, events: int
+    ) -> AbstractContextManager[tuple[Mapping[str, Any], Mapping[str, str]]]:
+        """Start the emulator; yield the settings and secrets of a pipeline against it."""
+        ...

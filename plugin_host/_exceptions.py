@@ -101,11 +101,12 @@ class StopRequested(PluginHostError):
 
 EXIT_CODES: dict[int, str] = {
     0: "success",
-    1: "unexpected error (a bug: rerun with --debug and report it)",
-    2: "configuration error: the pipeline file, settings, secrets, saved state, or an output "
-    "file that belongs to another pipeline",
+    1: "unexpected error: a bug (rerun with --debug and report it)",
+    2: "configuration error: the pipeline file, settings, secrets, saved state that does not "
+    "fit them, or an output file that belongs to another pipeline",
     3: "authentication or permission refused by the upstream",
-    4: "upstream unavailable, failed after retries, quota exhausted or broke its contract",
-    5: "local storage: the output or state cannot be written, or the state file is corrupt",
-    6: "busy: another run of this pipeline is in progress",
+    4: "upstream unavailable or failing after retries, a quota exhausted, or an upstream "
+    "breaking its own contract",
+    5: "local storage: the output or state cannot be written, or the state file is damaged",
+    6: "busy: another run of the same pipeline holds its lock",
 }

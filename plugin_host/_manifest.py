@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ._plainschema import wellformed
 from ._schemas import load_schema
-from ._validation import schema_errors
+from ._validation import describe_error, schema_errors
 
-__all__ = ["EMPTY_OBJECT_SCHEMA", "manifest_errors", "secret_names"]
+__all__ = ["EMPTY_OBJECT_SCHEMA", "documentation", "manifest_errors", "secret_names"]
 
 EMPTY_OBJECT_SCHEMA: Mapping[str, Any] = {
     "type": "object",
@@ -32,8 +34,23 @@ def manifest_errors(manifest: Any) -> list[str]:
             try:
                 Draft202012Validator.check_schema(schema)
             except SchemaError as exc:
-                errors.append(f"$.{part}: is not valid JSON Schema ({exc.validator})")
+                errors.append(describe_error(exc, f"$.{part}"))  # where, and what it must be
     return errors
+
+
+def documentation(manifest: Mapping[str, Any], cls: type[Any]) -> str | None:
+    """Where a plugin's documentation is: its URL, or the installed file a relative path
+    names, taken from the folder of the class's module; None without one or that file."""
+    value = manifest.get("documentation")
+    if not isinstance(value, str) or not value:
+        return None
+    if "://" in value:
+        return value
+    module_file = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    if not module_file:
+        return None
+    path = Path(module_file).resolve().parent / value
+    return str(path) if path.is_file() else None
 
 
 def secret_names(manifest: Mapping[str, Any]) -> list[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _validation_cache as validation_cache
+from ._contract import ValidatesSettings
 from ._exceptions import ConfigError, ValidationFailed
 from ._manifest import EMPTY_OBJECT_SCHEMA, secret_names
 from ._paths import creatable_problem, resolve_path
@@ -25,7 +26,7 @@ from ._secrets import redactor, resolve_secret
 from ._validation import join_path, schema_errors
 from ._yaml import YamlError, load_yaml
 
-__all__ = ["DEFAULT_STATE_PATH", "Pipeline", "load_pipeline", "with_defaults"]
+__all__ = ["DEFAULT_STATE_PATH", "Pipeline", "load_pipeline", "own_check_errors", "with_defaults"]
 
 DEFAULT_STATE_PATH = ".plugin-host/state.db"
 
@@ -79,12 +80,15 @@ def _read(path: Path) -> tuple[str, Any]:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def _semantic(cls: type[Any], settings: Mapping[str, Any], base_dir: Path, base: str) -> list[str]:
-    check = getattr(cls, "validate_settings", None)
-    if check is None:
+def own_check_errors(
+    cls: type[Any], settings: Mapping[str, Any], base_dir: Path, where: str
+) -> list[str]:
+    """The errors of the class's own ``validate_settings`` (``ValidatesSettings``), each as
+    ``where.setting: message``; none for a class without one."""
+    if not isinstance(cls, ValidatesSettings):
         return []
-    problems: Iterable[tuple[str, str]] = check(settings, base_dir)
-    return [f"{join_path(base, [p] if p else [])}: {message}" for p, message in problems]
+    problems: Iterable[tuple[str, str]] = cls.validate_settings(settings, base_dir)
+    return [f"{join_path(where, [p] if p else [])}: {message}" for p, message in problems]
 
 
 def _section(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -176,7 +180,7 @@ def _component(
     errors += setting_errors
     settings = with_defaults(schema, raw)
     if not setting_errors:
-        errors += _semantic(registered.cls, settings, base_dir, where)
+        errors += own_check_errors(registered.cls, settings, base_dir, where)
     return registered, settings
 
 

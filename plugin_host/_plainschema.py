@@ -20,7 +20,8 @@ __all__ = ["verdict", "wellformed"]
 
 _TYPES = frozenset({"array", "boolean", "integer", "null", "number", "object", "string"})
 _ANNOTATIONS = frozenset({"title", "description", "default", "examples", "deprecated",
-                          "readOnly", "writeOnly", "$comment", "$schema", "$id", "$defs"})
+                          "readOnly", "writeOnly", "$comment", "$schema", "$id", "$defs",
+                          "x-expected"})  # x-expected: the words _validation says a rule in
 _SCHEMA_LISTS = frozenset({"allOf", "anyOf", "oneOf"})
 _SUBSCHEMAS = frozenset({"additionalProperties", "items"})
 _COUNTS = frozenset({"minLength", "maxLength", "minItems", "maxItems"})
@@ -260,7 +261,7 @@ def _wellformed_keyword(key: str, value: Any, root: bool) -> bool:
         return type(value) in (int, float)
     if key == "pattern":
         return isinstance(value, str) and _format("regex", value)
-    if key in ("format", "title", "description", "$comment"):
+    if key in ("format", "title", "description", "$comment", "x-expected"):
         return isinstance(value, str)
     if key in ("enum", "examples"):
         return isinstance(value, list)

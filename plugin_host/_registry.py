@@ -101,6 +101,10 @@ class Registry:
         self._settle()
         return self._failures
 
+    def record_failure(self, plugin: str, distribution: str, reason: str) -> None:
+        """Note a plugin that could not be loaded (it is listed with ``failures``)."""
+        self._failures.append(LoadFailure(plugin, distribution, reason))
+
     def add_plugin(self, plugin: Any, name: str, distribution: str, version: str = "") -> bool:
         """Register one plugin object (a module or instance) and collect what it registers."""
         try:
@@ -212,9 +216,7 @@ def _names(variable: str) -> set[str] | None:
     return {n.strip() for n in raw.split(",") if n.strip()}
 
 
-def _entry_points(
-    failures: list[LoadFailure],
-) -> Iterable[tuple[metadata.EntryPoint, str, str]]:
+def _entry_points(registry: Registry) -> Iterable[tuple[metadata.EntryPoint, str, str]]:
     seen: dict[str, str] = {}
     for dist in metadata.distributions():
         ours = [ep for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP]
@@ -224,9 +226,9 @@ def _entry_points(
         for ep in ours:
             if ep.name in seen:
                 if seen[ep.name] != name:
-                    failures.append(LoadFailure(
+                    registry.record_failure(
                         ep.name, name, f"entry point name '{ep.name}' is already used by "
-                        f"{seen[ep.name]}; not loaded"))
+                        f"{seen[ep.name]}; not loaded")
                 continue
             seen[ep.name] = name
             yield ep, name, dist.version or ""
@@ -237,8 +239,7 @@ def discover() -> Registry:
     registry = Registry()
     only = _names("PLUGIN_HOST_LOAD_PLUGINS")
     skip = _names("PLUGIN_HOST_DISABLE_PLUGINS") or set()
-    for ep, dist, version in sorted(_entry_points(registry._failures),
-                                    key=lambda t: t[0].name):
+    for ep, dist, version in sorted(_entry_points(registry), key=lambda t: t[0].name):
         if ep.name in skip or (only is not None and ep.name not in only):
             continue
         try:
@@ -246,7 +247,7 @@ def discover() -> Registry:
         except BaseException as exc:  # a plugin may even call sys.exit on import
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            registry._failures.append(LoadFailure(ep.name, dist, _reason(exc)))
+            registry.record_failure(ep.name, dist, _reason(exc))
             continue
         registry.add_plugin(plugin, ep.name, dist, version)
     return registry

@@ -26,6 +26,7 @@ from ._exceptions import ConfigError, LocalStorageError, PluginHostError, StopRe
 from ._pipeline import Pipeline
 from ._secrets import guarded, redactor
 from ._state import StateStore
+from ._words import plural
 
 __all__ = ["CommitPolicy", "RunSummary", "run_once"]
 
@@ -49,24 +50,33 @@ class RunSummary:
         s = self.stats
         rate = self.records / self.seconds if self.seconds > 0 else 0.0
         text = (
-            f"{self.pipeline}: {self.records} records in {self.pages} pages, "
-            f"{s.requests} requests, {self.seconds:.2f}s ({rate:.0f} records/s)"
+            f"{self.pipeline}: {plural(self.records, 'record')} in {plural(self.pages, 'page')}, "
+            f"{plural(s.requests, 'request')}, {self.seconds:.2f}s ({rate:.0f} records/s)"
         )
         if s.retries or s.rate_limit_waits:
-            text += f", {s.retries} retries, {s.rate_limit_waits} rate-limit waits"
+            text += (f", {plural(s.retries, 'retry')}, "
+                     f"{plural(s.rate_limit_waits, 'rate-limit wait')}")
+            if s.rate_limited_responses:
+                text += f" ({s.rate_limited_responses} after a 429)"
+            text += (f"; waited {s.rate_limit_wait_seconds:.1f} s on rate limits, "
+                     f"{s.retry_wait_seconds:.1f} s before retries")
         return text + (" [stopped early]" if self.stopped_early else "")
 
     def as_dict(self) -> dict[str, Any]:
         """The summary as JSON-ready data."""
+        s = self.stats
         return {
             "pipeline": self.pipeline,
             "records": self.records,
             "pages": self.pages,
             "commits": self.commits,
             "seconds": round(self.seconds, 3),
-            "requests": self.stats.requests,
-            "retries": self.stats.retries,
-            "rate_limit_waits": self.stats.rate_limit_waits,
+            "requests": s.requests,
+            "retries": s.retries,
+            "rate_limit_waits": s.rate_limit_waits,
+            "rate_limited_responses": s.rate_limited_responses,
+            "wait_seconds_rate_limit": round(s.rate_limit_wait_seconds, 3),
+            "wait_seconds_retry": round(s.retry_wait_seconds, 3),
             "stopped_early": self.stopped_early,
         }
 

@@ -3,7 +3,8 @@
 The templates are package data under ``plugin_host/templates/new_input/`` with a
 ``.tmpl`` suffix (so neither pytest nor ruff picks them up), rendered with
 ``string.Template``: ``${name}``, ``${class_name}``, ``${dist_name}``, ``${title}``,
-``${env_name}`` and ``${host_version}``. The ``package/`` folder becomes ``NAME/``.
+``${env_name}`` and ``${host_version}``. The ``package/`` folder becomes ``NAME/``, and
+``gitignore`` becomes ``.gitignore`` (package data leaves out names that start with a dot).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = ["NAME_PATTERN", "Scaffold", "check_name", "new_input"]
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 TEMPLATE_ROOT = "templates/new_input"
 SUFFIX = ".tmpl"
+RENAMED = {"package": None, "gitignore": ".gitignore"}  # None: the input's name
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,9 @@ class Scaffold:
         """The commands from here to a discovered input passing the contract suite."""
         return "\n".join([
             f"created input {self.name} ({self.distribution}) in {self.folder}",
-            "next:",
+            "next, in the virtual environment where plugin-host is installed:",
             f"  cd {self.folder}",
-            "  pip install -e .",
+            "  pip install -e .            # every command from here runs in this folder",
             f"  plugin-host inputs          # lists {self.name}",
             "  python -m pytest            # the contract suite, against the fake server",
             f"  plugin-host demo {self.name}",
@@ -107,7 +109,8 @@ def new_input(name: str, folder: Path | None = None) -> Scaffold:
     written: list[Path] = []
     try:
         for parts, template in _templates(root):
-            relative = Path(name if parts[0] == "package" else parts[0], *parts[1:])
+            first = RENAMED.get(parts[0], parts[0]) or name
+            relative = Path(first, *parts[1:])
             text = string.Template(template.read_text(encoding="utf-8")).substitute(values)
             target = folder / relative
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from typing import Any
 from . import __version__
 from ._exceptions import EXIT_CODES, PluginHostError, ValidationFailed, one_line
 from ._logging import setup_logging
+from ._manifest import documentation
 from ._pipeline import load_pipeline
 from ._registry import discover
 from ._runner import run_once
@@ -25,6 +26,22 @@ from ._service import check_pipeline, progress_line, run_forever, state_reset, s
 __all__ = ["main"]
 
 log = logging.getLogger("plugin_host.cli")
+
+COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
+    "inputs": (0,),
+    "spec": (0, 2),
+    "validate": (0, 2),
+    "check": (0, 2, 3, 4),
+    "run": (0, 1, 2, 3, 4, 5, 6),
+    "state show": (0, 2, 5),
+    "state reset": (0, 2, 5, 6),
+    "demo": (0, 2),
+    "new-input": (0, 2),
+}
+"""The exit codes each command can end with (the README's command table lists the same)."""
+
+AFTER_RESET = ("the next run starts again from the input's start (such as its backfill start) "
+               "and delivers again what was delivered before")
 
 
 def _print_json(data: Any) -> None:
@@ -61,8 +78,17 @@ def cmd_inputs(args: argparse.Namespace) -> int:
 
 
 def cmd_spec(args: argparse.Namespace) -> int:
-    """Print an input's manifest as JSON."""
-    _print_json(dict(discover().input(args.input).manifest))
+    """Print an input's manifest as JSON, its documentation as a URL or an installed file."""
+    registered = discover().input(args.input)
+    manifest = dict(registered.manifest)
+    if "documentation" in manifest:
+        where = documentation(manifest, registered.cls)
+        if where is None:
+            log.warning("input %s: its documentation %s is not installed with it",
+                        registered.name, manifest.pop("documentation"))
+        else:
+            manifest["documentation"] = where
+    _print_json(manifest)
     return 0
 
 
@@ -128,9 +154,10 @@ def cmd_state(args: argparse.Namespace) -> int:
     if args.action == "show":
         _print_json(state_show(pipeline))
     else:
-        existed = state_reset(pipeline)
-        print(f"{pipeline.name}: state {'cleared' if existed else 'was already empty'}"
-              f" in {pipeline.state_path}")
+        if state_reset(pipeline):
+            print(f"{pipeline.name}: state cleared in {pipeline.state_path}; {AFTER_RESET}")
+        else:
+            print(f"{pipeline.name}: state was already empty in {pipeline.state_path}")
     return 0
 
 
@@ -150,11 +177,25 @@ def cmd_new_input(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exit_epilog(command: str | None = None) -> str:
+    """The ``exit codes:`` block of a help text: every code, or those of ``command``; a
+    code that only some of its actions end with (``state reset``) names them."""
+    rows = {name: codes for name, codes in COMMAND_EXIT_CODES.items()
+            if command is None or name.split()[0] == command}
+    lines = ["exit codes:"]
+    for code, meaning in EXIT_CODES.items():
+        having = [name.split()[-1] for name, codes in rows.items() if code in codes]
+        if command is not None and not having:
+            continue
+        only = f" ({', '.join(having)} only)" if command and len(having) < len(rows) else ""
+        lines.append(f"  {code}  {meaning}{only}")
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
-    epilog = "exit codes:\n" + "\n".join(f"  {k}  {v}" for k, v in EXIT_CODES.items())
     parser = argparse.ArgumentParser(
         prog="plugin-host", description="Run incremental input plugins into outputs.",
-        epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_exit_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"plugin-host {__version__}")
     parser.add_argument("--log-level", default="WARNING",
@@ -162,34 +203,52 @@ def _parser() -> argparse.ArgumentParser:
                         help="logging on stderr (default WARNING); secrets are always redacted")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error (secrets redacted)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="one of these (`plugin-host COMMAND --help` for its "
+                                     "options)")
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> Any:
-        p = sub.add_parser(name, help=help_, description=help_)
+        p = sub.add_parser(name, help=help_, description=help_, epilog=_exit_epilog(name),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         p.set_defaults(func=func)
         return p
 
+    def pipeline(p: Any) -> None:
+        p.add_argument("pipeline", metavar="PIPELINE",
+                       help="the pipeline file (YAML); relative paths in it are taken from "
+                            "its folder")
+
     p = add("inputs", cmd_inputs, "list discovered inputs, outputs and load failures")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    add("spec", cmd_spec, "print an input's manifest as JSON").add_argument("input")
-    add("validate", cmd_validate, "validate a pipeline file").add_argument("pipeline")
-    add("check", cmd_check, "validate, then make one authenticated call upstream"
-        ).add_argument("pipeline")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON, with each input's description")
+    add("spec", cmd_spec, "print an input's manifest as JSON").add_argument(
+        "input", metavar="INPUT", help="an input's name, as `plugin-host inputs` lists it")
+    pipeline(add("validate", cmd_validate, "validate a pipeline file"))
+    pipeline(add("check", cmd_check, "validate, then make one authenticated call upstream"))
     p = add("run", cmd_run, "run one incremental sync (or keep syncing with --interval)")
-    p.add_argument("pipeline")
+    pipeline(p)
     p.add_argument("--interval", type=float, metavar="SECONDS",
                    help="sync again every SECONDS until SIGTERM/SIGINT")
-    p.add_argument("--quiet", action="store_true", help="no summary or progress on stderr")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress line and no summary on stderr; errors are still shown")
     p = add("state", cmd_state, "show or reset a pipeline's saved state")
-    p.add_argument("action", choices=["show", "reset"])
-    p.add_argument("pipeline")
+    p.add_argument("action", choices=["show", "reset"],
+                   help="show: print the saved state as JSON; reset: clear it, so the next "
+                        "run starts again from the input's start and delivers again what "
+                        "was delivered before")
+    pipeline(p)
     p = add("demo", cmd_demo, "run an input against its bundled emulator (no key needed)")
-    p.add_argument("input", nargs="?", default="postman_audit")
-    p.add_argument("--dir", default="demo-output", help="where to write (default demo-output)")
-    p.add_argument("--events", type=int, default=5000, help="events the emulator holds")
+    p.add_argument("input", nargs="?", default="postman_audit", metavar="INPUT",
+                   help="an input with a bundled emulator (default postman_audit)")
+    p.add_argument("--dir", default="demo-output", metavar="DIR",
+                   help="where to write the events, the pipeline file and the state; "
+                        "its previous events and state are removed (default demo-output)")
+    p.add_argument("--events", type=int, default=5000, metavar="N",
+                   help="how many events the emulator holds (default 5000)")
     p = add("new-input", cmd_new_input,
             "write a new input (a distribution with tests) from the template")
-    p.add_argument("name", help="the input's name: lowercase letters, digits, underscores")
+    p.add_argument("name", metavar="NAME",
+                   help="the input's name: lowercase letters, digits, underscores")
     p.add_argument("--dir", metavar="PATH", help="where to write it (default ./NAME)")
     return parser
 

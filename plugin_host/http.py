@@ -2,7 +2,9 @@
 time budget, ``Retry-After`` parsing, bounded response bodies, and no redirects.
 
 Inputs build a ``JsonHttpClient`` and call ``get``; API-specific meaning (which 400 is
-which, what a quota looks like) comes in through ``on_error``.
+which, what a quota looks like) comes in through ``on_error``. Every wait is said before
+it starts, through the input's context (``InputContext.waiting``: the progress line, or a
+log line for a long wait), and the first retry after a failure logs one WARNING.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from ._contract import RunStats
+from ._contract import LONG_WAIT_SECONDS, InputContext, RunStats, duration
 from ._deadline import Deadline, transport_with_deadline
 from ._exceptions import PluginHostError, ProtocolError, StopRequested, UpstreamError
 from ._jsonl import loads
@@ -36,6 +38,7 @@ class RateLimiter:
         if requests < 1 or per_seconds <= 0:
             raise ValueError("a rate limit needs at least 1 request per positive window")
         self.requests = requests
+        self.per_seconds = per_seconds
         self.window = per_seconds * (1.0 + margin)
         self._sent: collections.deque[float] = collections.deque(maxlen=requests)
         self._lock = threading.Lock()
@@ -55,13 +58,27 @@ class RateLimiter:
                 wait = max(wait, self._sent[0] + self.window - now)
             return max(0.0, wait)
 
-    def acquire(self, stop: threading.Event | None = None) -> float:
-        """Wait for a slot (interrupted by ``stop``), record the call, return seconds waited."""
+    def reason(self) -> str:
+        """Why the next call waits: the server's spent window, or this limit."""
+        with self._lock:
+            if self._paused_until > time.monotonic():
+                return "the server's rate limit is spent (RateLimit-Remaining: 0)"
+        return f"rate limit {self.requests}/{self.per_seconds:g} s"
+
+    def acquire(
+        self,
+        stop: threading.Event | None = None,
+        on_wait: Callable[[float, str], None] | None = None,
+    ) -> float:
+        """Wait for a slot (interrupted by ``stop``; each wait first told to ``on_wait`` with
+        its reason), record the call, return seconds waited."""
         waited = 0.0
         while True:
             wait = self.delay()
             if wait <= 0:
                 break
+            if on_wait is not None:
+                on_wait(wait, self.reason())
             if stop is not None and stop.wait(wait):
                 break
             if stop is None:
@@ -143,6 +160,7 @@ class JsonHttpClient:
         describe: Callable[[int, Any], str] | None = None,
         seed: int | None = None,
         transport: httpx.BaseTransport | None = None,
+        context: InputContext | None = None,
     ) -> None:
         self._deadline = Deadline()  # timeout bounds the whole exchange, not each read
         self._client = httpx.Client(
@@ -160,11 +178,13 @@ class JsonHttpClient:
         self.limiter = limiter
         self.retry = retry or RetryPolicy()
         self.max_body_bytes = max_body_bytes
-        self.stats = stats or RunStats()
-        self.stop = stop or threading.Event()
+        self.context = context  # where waits are said; stats and stop default to its own
+        self.stats = stats or (context.stats if context is not None else RunStats())
+        self.stop = stop or (context.stop_event if context is not None else threading.Event())
         self.on_error = on_error
         self.describe = describe or (lambda status, body: f"HTTP {status}")
         self._rng = random.Random(seed)
+        self._warned = False  # the first retry after a failure is a WARNING, later ones INFO
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -174,6 +194,20 @@ class JsonHttpClient:
         if seconds > 0:
             self.stop.wait(seconds)
 
+    def _waiting(self, seconds: float, reason: str) -> None:
+        """Say a wait before it starts: through the context, or a log line if it is long."""
+        if self.context is not None:
+            self.context.waiting(seconds, reason)
+        elif seconds >= LONG_WAIT_SECONDS:
+            log.warning("%s: waiting %s: %s", self.host, duration(seconds), reason)
+
+    def _warn_retrying(self, reason: str, left: float) -> None:
+        self._warned = True
+        if self.context is not None:
+            self.context.progress("")  # the warning on a line of its own, not after progress
+        log.warning("%s: %s; retrying for at most %s more (retry budget %s)", self.host,
+                    reason, duration(left), duration(self.retry.budget_seconds))
+
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """The parsed JSON body of a 200 for GET ``path``; retries what retrying can fix."""
         started = time.monotonic()
@@ -182,8 +216,9 @@ class JsonHttpClient:
             attempt += 1
             if self.limiter is not None:
                 must_wait = self.limiter.delay() > 0
-                waited = self.limiter.acquire(self.stop)
-                if waited > 0.05:
+                waited = self.limiter.acquire(self.stop, self._waiting if must_wait else None)
+                if waited > 0.05:  # shorter ones are the pace between requests, not a wait
+                    self.stats.rate_limit_waits += 1
                     self.stats.rate_limit_wait_seconds += waited
                 if must_wait and self.stop.is_set():  # stopped while waiting: send nothing
                     raise StopRequested(f"{self.host}: stopping as asked") from None
@@ -192,7 +227,7 @@ class JsonHttpClient:
             except _Retry as retry:
                 elapsed = time.monotonic() - started
                 if retry.rate_limited:
-                    self.stats.rate_limit_waits += 1
+                    self.stats.rate_limited_responses += 1
                 wait = retry.wait if retry.wait is not None else self.retry.backoff(
                     attempt, self._rng)
                 if retry.rate_limited and retry.wait is not None:
@@ -207,7 +242,19 @@ class JsonHttpClient:
                         "delivered page"
                     ) from None
                 self.stats.retries += 1
+                left = self.retry.budget_seconds - elapsed
+                if retry.rate_limited:
+                    self.stats.rate_limit_waits += 1
+                    self.stats.rate_limit_wait_seconds += wait
+                    why = retry.reason
+                else:
+                    self.stats.retry_wait_seconds += wait
+                    if not self._warned:
+                        self._warn_retrying(retry.reason, left)
+                    why = (f"retrying after {retry.reason} (attempt {attempt + 1}, up to "
+                           f"{duration(left)} more)")
                 log.info("%s: %s; retry %d in %.2fs", self.host, retry.reason, attempt, wait)
+                self._waiting(wait, why)
                 self._sleep(wait)
                 if self.stop.is_set():
                     raise StopRequested(f"{self.host}: {retry.reason}; stopping as asked") from None
@@ -221,6 +268,8 @@ class JsonHttpClient:
         except httpx.TimeoutException:
             raise _Retry("timed out") from None
         except httpx.TransportError as exc:
+            if isinstance(exc, httpx.ConnectError) and "refused" in str(exc).lower():
+                raise _Retry("connection refused") from None
             raise _Retry(f"connection failed ({type(exc).__name__})") from None
         finally:
             self._deadline.at = None
@@ -248,7 +297,8 @@ class JsonHttpClient:
                 "not followed so the key stays with the configured host: check base_url"
             )
         if status == 429:
-            raise _Retry("rate limited (HTTP 429)", retry_after_seconds(response.headers), True)
+            raise _Retry("rate limited by the server (HTTP 429)",
+                         retry_after_seconds(response.headers), True)
         if status == 503 or status == 408 or status >= 500:
             raise _Retry(f"HTTP {status}", retry_after_seconds(response.headers)
                          if status == 503 else None)

@@ -20,6 +20,7 @@ from ._exceptions import LocalStorageError
 from ._jsonl import dumps_lines
 from ._ownership import Owner, claim, owned_by
 from ._paths import creatable_problem, resolve_path
+from ._words import plural
 from .hookspecs import hookimpl
 
 __all__ = ["JsonlOutput", "StdoutOutput", "plugin_host_register_outputs"]
@@ -145,8 +146,8 @@ class JsonlOutput:
             return self._keep_unclaimed_tail(size, offset)
         if size > offset:
             self._log.warning(
-                "cutting %d bytes written to %s after the last commit (an interrupted run); "
-                "they will be collected again", size - offset, self.path,
+                "cutting %s written to %s after the last commit (an interrupted run); "
+                "they will be collected again", plural(size - offset, "byte"), self.path,
             )
             try:
                 os.ftruncate(self._fd, offset)
@@ -156,7 +157,7 @@ class JsonlOutput:
         elif size < offset:
             if size != 0:
                 raise LocalStorageError(
-                    f"output {self.path} holds {size} bytes, fewer than the {offset} "
+                    f"output {self.path} holds {plural(size, 'byte')}, fewer than the {offset} "
                     "plugin-host committed: it was cut or replaced outside plugin-host. "
                     "Move it aside (a rotated file is fine) and run again"
                 )
@@ -182,8 +183,9 @@ class JsonlOutput:
                 "incomplete last line (or move the file aside) and run again"
             )
         self._log.warning(
-            "%s holds %d bytes after this pipeline's last commit and had no ownership record; "
-            "they were kept (records in them may be delivered again)", self.path, size - offset,
+            "%s holds %s after this pipeline's last commit and had no ownership record; they "
+            "were kept (records in them may be delivered again)", self.path,
+            plural(size - offset, "byte"),
         )
         return size
 

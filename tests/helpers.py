@@ -19,7 +19,7 @@ REPO = TESTS.parent
 FIXTURES = TESTS / "fixtures"
 GOOD_SRC = FIXTURES / "dist_good" / "src"
 FIXTURE_DISTS = [FIXTURES / n for n in ("dist_good", "dist_broken", "dist_badmanifest",
-                                         "dist_duplicate")]
+                                         "dist_duplicate", "dist_demo")]
 CRASH_DRIVER = FIXTURES / "crash_driver.py"
 TOKEN_ENV = "FIXTURE_TOKEN"
 

@@ -7,6 +7,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -33,6 +34,7 @@ class Round:
     commit_seconds: float
     pad: int = 0
     delay_ms: float = 1.0
+    aim_at_tails: bool = False  # half the kills wait until the file runs past the commit
 
 
 ROUNDS = [
@@ -42,7 +44,8 @@ ROUNDS = [
     Round(total=20_000, page_size=50, commit_pages=10, commit_seconds=1.0),
     # ~50 KB pages, a commit every 40: the 1 MiB buffer reaches the file between commits,
     # so a kill leaves an uncommitted tail (often a torn line) for the restart to cut
-    Round(total=6_000, page_size=50, commit_pages=40, commit_seconds=60, pad=1000, delay_ms=3),
+    Round(total=6_000, page_size=50, commit_pages=40, commit_seconds=60, pad=1000, delay_ms=3,
+          aim_at_tails=True),
 ]
 
 
@@ -63,11 +66,38 @@ def verify(out: Path, rnd: Round, seed: int) -> None:
                     f"first missing {missing}")
 
 
-def run_with_kills(folder: Path, rnd: Round, kills_wanted: int, rng: random.Random,
-                   seed: int, token: str) -> tuple[int, int]:
-    """Run ``rnd`` to completion, killing it up to ``kills_wanted`` times.
+def committed(state_file: Path) -> int:
+    """The output length the state file holds (0 before the first commit)."""
+    if not state_file.exists():
+        return 0
+    db = sqlite3.connect(f"file:{state_file}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT output FROM pipelines WHERE name = 'crash'").fetchone()
+    except sqlite3.OperationalError:  # created but not yet holding the table
+        return 0
+    finally:
+        db.close()
+    return int(json.loads(row[0])["offset"]) if row and row[0] else 0
 
-    Returns (kills made, restarts that cut a tail)."""
+
+def size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def wait_for_a_tail(proc: subprocess.Popen[str], out: Path, state_file: Path) -> None:
+    """Return once ``out`` runs past the committed length, or the run has ended."""
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and size(out) <= committed(state_file):
+        assert time.monotonic() < deadline, "the run never wrote past its commit"
+        time.sleep(0.001)
+
+
+def run_with_kills(folder: Path, rnd: Round, kills_wanted: int, rng: random.Random,
+                   seed: int, token: str) -> tuple[int, int, int]:
+    """Run ``rnd`` to completion, killing it ``kills_wanted`` times (an aimed round: more
+    until a kill has left a tail).
+
+    Returns (kills made, kills that left a tail past the commit, restarts that cut one)."""
     pipeline = write_pipeline(folder / "p.yaml", pipeline_doc(
         name="crash",
         settings={"total": rnd.total, "page_size": rnd.page_size, "pad": rnd.pad,
@@ -78,36 +108,40 @@ def run_with_kills(folder: Path, rnd: Round, kills_wanted: int, rng: random.Rand
     env = clean_env(**{TOKEN_ENV: token})
     argv = [sys.executable, str(CRASH_DRIVER), str(pipeline), str(rnd.commit_pages),
             str(rnd.commit_seconds)]
-    kills = cuts = 0
+    out, state_file = folder / "out.jsonl", folder / "state.db"
+    kills = tails = cuts = 0
     for attempt in range(kills_wanted + 50):
         log = folder / f"stderr-{attempt}.txt"
         with log.open("w") as stderr:
             proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=stderr,
                                     text=True)
         assert proc.stdout is not None
-        if kills < kills_wanted:
-            if rng.random() < 0.2:  # while starting up, opening the state or cutting a tail
+        if kills < kills_wanted or (rnd.aim_at_tails and not tails):
+            if rnd.aim_at_tails and kills % 2 == 0:  # once the file runs past the commit
+                wait_for_a_tail(proc, out, state_file)
+            elif rng.random() < 0.2:  # while starting up, opening the state or cutting a tail
                 time.sleep(rng.uniform(0.0, 0.4))
             else:  # while running
                 proc.stdout.readline()
                 time.sleep(rng.uniform(0.0, 0.12))
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate(timeout=120)
+        printed, _ = proc.communicate(timeout=120)
         text = log.read_text()
         cuts += "cutting" in text
         if proc.returncode == -signal.SIGKILL:
             kills += 1
+            tails += size(out) > committed(state_file)
             continue
         assert proc.returncode == 0, f"seed {seed}, attempt {attempt}: {text}"
-        assert json.loads(out.splitlines()[-1])["pipeline"] == "crash"
+        assert json.loads(printed.splitlines()[-1])["pipeline"] == "crash"
         verify(folder / "out.jsonl", rnd, seed)
         with StateStore(folder / "state.db") as store:
             saved = store.load("crash")
         assert saved is not None and saved.checkpoint == {"next": rnd.total}
         assert saved.output == {"path": str(folder / "out.jsonl"),
                                 "offset": (folder / "out.jsonl").stat().st_size}
-        return kills, cuts
+        return kills, tails, cuts
     pytest.fail(f"seed {seed}: the run never completed")
 
 
@@ -115,16 +149,24 @@ def test_sigkill_at_random_instants_loses_and_repeats_nothing(tmp_path: Path) ->
     seed = random.SystemRandom().randrange(2**32)
     rng = random.Random(seed)
     token = "tok-crash-" + format(seed, "x")
-    kills = cuts = rounds = 0
+    kills = tails = cuts = rounds = 0
     while rounds < len(ROUNDS) or kills < MIN_KILLS:
         rnd = ROUNDS[rounds % len(ROUNDS)]
         left = len(ROUNDS) - rounds
         wanted = max(0, -(-(MIN_KILLS - kills) // max(left, 1)))
-        made, cut = run_with_kills(tmp_path / f"round-{rounds}", rnd, wanted, rng, seed, token)
-        kills, cuts, rounds = kills + made, cuts + cut, rounds + 1
-        print(f"round {rounds}: {rnd}, {made} kills of {wanted} wanted, {cut} tails cut")
+        made, left_tails, cut = run_with_kills(tmp_path / f"round-{rounds}", rnd, wanted, rng,
+                                               seed, token)
+        if rnd.aim_at_tails:
+            assert left_tails > 0, f"seed {seed}: no kill of round {rounds} left a tail"
+            assert cut > 0, f"seed {seed}: round {rounds} left tails, no restart cut one"
+        kills, tails, cuts = kills + made, tails + left_tails, cuts + cut
+        rounds += 1
+        print(f"round {rounds}: {rnd}, {made} kills of {wanted} wanted, {left_tails} left a "
+              f"tail, {cut} tails cut")
     assert kills >= MIN_KILLS
-    print(f"seed {seed}: {kills} kills over {rounds} rounds, {cuts} restarts cut a tail")
+    assert tails > 0 and cuts > 0, f"seed {seed}: {tails} tails left, {cuts} cut"
+    print(f"seed {seed}: {kills} kills over {rounds} rounds, {tails} left a tail, {cuts} "
+          "restarts cut one")
 
 
 @pytest.mark.slow

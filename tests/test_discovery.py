@@ -177,7 +177,8 @@ class TestRegistry:
         registry.add_plugin(self._plugin(bad_name), "bad", "dist-bad")
         assert registry.inputs == {}
         assert registry.failures[0].distribution == "dist-bad"
-        assert "$.name: must match the pattern" in registry.failures[0].reason
+        assert "$.name: must be a name like my_input: lower-case letters, digits and '_', " \
+            "starting with a letter, up to 63 characters (pattern)" in registry.failures[0].reason
 
     def test_a_setting_without_description_is_refused(self) -> None:
         cls = _input_class("undocumented", settings={

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from postman_audit.emulator import EmulatorConfig, PostmanEmulator
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference"
+REFERENCE = Path(__file__).resolve().parent / "reference"  # source and licence: its README.md
 SPEC_PATH = REFERENCE / "postman-api-audit-logs.openapi.json"
 SAMPLE_PATH = REFERENCE / "postman_audit_logs.sample.ndjson"
 NOW = datetime(2026, 6, 15, 17, 0, 0, tzinfo=timezone.utc)
@@ -727,6 +727,7 @@ def test_concurrent_walks_with_additions() -> None:
             emu.add_events(5)
         for t in threads:
             t.join(timeout=20)
+            assert not t.is_alive(), "a walk did not finish within 20 s"
         assert not errors
 
 

@@ -148,7 +148,9 @@ def test_an_interrupted_runs_tail_is_cut_only_by_its_own_pipeline(
 def test_a_second_pipeline_started_while_the_first_runs_is_refused(
     plugin_venv: Venv, tmp_path: Path
 ) -> None:
-    a = pipeline(tmp_path, "a.yaml", "team-a", total=300, delay_ms=20)
+    # slow enough (a minute) that team-b's whole run fits inside it on a loaded machine;
+    # team-a is then stopped with SIGTERM and a later run of it completes
+    a = pipeline(tmp_path, "a.yaml", "team-a", total=300, delay_ms=200)
     b = pipeline(tmp_path, "b.yaml", "team-b", state="b.db")
     out = tmp_path / "shared.jsonl"
     proc = subprocess.Popen([str(plugin_venv.python), "-m", "plugin_host", "run", str(a)],
@@ -156,15 +158,19 @@ def test_a_second_pipeline_started_while_the_first_runs_is_refused(
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while not (out.exists() and out.stat().st_size) and time.monotonic() < deadline:
+        while not owner_path(out).exists() and time.monotonic() < deadline:
             time.sleep(0.01)
         refused = run(plugin_venv, b)
         running = proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
     finally:
         _, err = proc.communicate(timeout=120)
     assert running, "team-a finished before team-b started: not a test of two at once"
     assert_refused(refused, "team-a", "team-b")
     assert proc.returncode == 0, err
+    pipeline(tmp_path, "a.yaml", "team-a", total=300)
+    rest = run(plugin_venv, a)
+    assert rest.returncode == 0, rest.stderr
     assert numbers(out) == list(range(300))
 
 

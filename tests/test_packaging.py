@@ -63,6 +63,13 @@ def test_the_wheel_holds_the_schemas_and_the_entry_points(wheel: Path) -> None:
             assert json.loads(zf.read(f"plugin_host/schemas/{schema}"))["$schema"].startswith(
                 "https://json-schema.org/")
     assert "plugin_host/__main__.py" in names
+    assert {f"plugin_host/testing/{m}.py" for m in (
+        "__init__", "driver", "contract_suite", "pytest_plugin")} <= names
+    assert {f"postman_audit/emulator/{m}.py" for m in (
+        "__init__", "__main__", "server", "query", "store", "config", "errors", "http",
+        "fakedata", "cli")} <= names
+    assert "[pytest11]\nplugin_host = plugin_host.testing.pytest_plugin\n" in entry_text.replace(
+        "\r\n", "\n")
     assert not any(n.startswith("tests/") for n in names)
     assert "[plugin_host]\nbuiltin_outputs = plugin_host.outputs\n" in entry_text.replace(
         "\r\n", "\n")
@@ -76,6 +83,9 @@ def test_the_installed_wheel_is_what_runs(fresh_venv: Venv, tmp_path: Path) -> N
     assert Path(result.stdout.strip()).is_relative_to(fresh_venv.root)
     version = run([fresh_venv.root / "bin" / "plugin-host", "--version"], cwd=tmp_path)
     assert version.stdout == "plugin-host 0.1.0\n"
+    emulator = run([fresh_venv.python, "-m", "postman_audit.emulator", "--help"], cwd=tmp_path)
+    assert emulator.returncode == 0, emulator.stderr
+    assert emulator.stdout.startswith("usage: python -m postman_audit.emulator ")
 
 
 def test_inputs_validate_and_run_outside_the_checkout(fresh_venv: Venv, tmp_path: Path) -> None:
@@ -105,5 +115,19 @@ def test_formats_are_checked_with_the_declared_dependencies_alone(
         settings={"since": "yesterday", "endpoint": "not a url"}))
     result = fresh_venv.plugin_host("validate", "p.yaml", cwd=tmp_path, env=env)
     assert result.returncode == 2
-    assert "$.input.settings.since: is not a valid date-time (format)" in result.stderr
-    assert "$.input.settings.endpoint: is not a valid uri (format)" in result.stderr
+    assert ("$.input.settings.since: must be a date-time like 2026-11-20T08:00:00Z (format)"
+            in result.stderr)
+    assert ("$.input.settings.endpoint: must be a URL like https://api.example.com/v1 (format)"
+            in result.stderr)
+
+
+def test_spec_points_to_documentation_installed_with_the_input(
+    fresh_venv: Venv, tmp_path: Path
+) -> None:
+    result = fresh_venv.plugin_host("spec", "postman_audit", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    path = Path(json.loads(result.stdout)["documentation"])
+    assert path.is_file() and path.is_relative_to(fresh_venv.root)
+    readme = REPO / "plugins" / "postman_audit" / "README.md"
+    assert path.read_text(encoding="utf-8") == readme.read_text(encoding="utf-8")

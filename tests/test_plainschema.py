@@ -57,7 +57,8 @@ def _keywords(sub: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
         st.builds(lambda v: {"$ref": v}, st.sampled_from(["#/$defs/d", "#/$defs/missing",
                                                           "#", "other.json"])),
         st.builds(lambda k, v: {k: v}, st.sampled_from(
-            ["description", "title", "default", "examples", "writeOnly", "$comment"]), _VALUES),
+            ["description", "title", "default", "examples", "writeOnly", "$comment",
+             "x-expected"]), _VALUES),
         st.builds(lambda k: {k: True}, st.sampled_from(["not", "uniqueItems", "x-extra"])),
     )
 

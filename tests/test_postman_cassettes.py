@@ -1,7 +1,9 @@
 """Recorded Postman conversations (vcrpy cassettes), replayed through ``PostmanAuditInput``.
 
 The cassettes in ``cassettes/`` were recorded against the project's own emulator and are
-replayed here with record mode ``none``: no network, the same requests must be asked for.
+replayed here with record mode ``none``: no network, the same requests must be asked for,
+of the same host, with the ``X-API-Key`` header (any value: the cassettes hold a
+placeholder where the key was).
 ``RECORD=1`` re-records them against the emulator; with ``POSTMAN_API_KEY`` (and optionally
 ``POSTMAN_BASE_URL``) also set, against the real API. See ``cassettes/README.md``.
 """
@@ -11,18 +13,21 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import vcr
 import yaml
 from postman_audit.emulator import EmulatorConfig, PostmanEmulator
 from postman_audit.input import PostmanAuditInput
 from postman_audit.timeutil import epoch_of, format_instant, parse_start
+from vcr.errors import CannotOverwriteExistingCassetteException
 
 from plugin_host import InputContext
 
@@ -31,6 +36,7 @@ NAMES = ("postman_audit_check", "postman_audit_backfill")
 EMULATOR_URL = "http://127.0.0.1:8089"  # the address written into emulator recordings
 EMULATOR_KEY = "PMAK-cassette-recording-key-3f9a61c2d8e4b7"
 REPLAY_KEY = "PMAK-replay-key-not-recorded-0000"
+KEY_PLACEHOLDER = "<API_KEY>"  # what a cassette holds where the key was
 NOW = datetime(2026, 6, 15, 17, 0, 0, tzinfo=timezone.utc)
 RECORDING = os.environ.get("RECORD", "") not in ("", "0")
 REAL_KEY = os.environ.get("POSTMAN_API_KEY", "")
@@ -47,9 +53,9 @@ def _scrub_response(key: str) -> Any:
         body = response.get("body", {})
         text = body.get("string")
         if key and isinstance(text, bytes) and key.encode() in text:
-            body["string"] = text.replace(key.encode(), b"<API_KEY>")
+            body["string"] = text.replace(key.encode(), KEY_PLACEHOLDER.encode())
         elif key and isinstance(text, str) and key in text:
-            body["string"] = text.replace(key, "<API_KEY>")
+            body["string"] = text.replace(key, KEY_PLACEHOLDER)
         return response
 
     return scrub
@@ -69,17 +75,26 @@ def _rewrite_base(actual: str) -> Any:
     return rewrite
 
 
+def sends_the_key(r1: Any, r2: Any) -> None:
+    """vcrpy matcher: both requests carry the X-API-Key header, or neither (its value is
+    the placeholder in both by the time they are compared)."""
+    sent, recorded = "x-api-key" in r1.headers, "x-api-key" in r2.headers
+    assert sent == recorded, f"X-API-Key header sent: {sent}; recorded: {recorded}"
+
+
 def cassette_vcr(mode: str, key: str = "", actual_base: str = EMULATOR_URL) -> vcr.VCR:
-    return vcr.VCR(
+    recorder = vcr.VCR(
         cassette_library_dir=str(CASSETTES),
         record_mode=mode,
-        match_on=["method", "path", "query"],
-        filter_headers=["x-api-key"],
+        match_on=["method", "scheme", "host", "port", "path", "query", "sends_the_key"],
+        filter_headers=[("x-api-key", KEY_PLACEHOLDER)],
         filter_query_parameters=["apikey"],
         decode_compressed_response=True,
         before_record_request=_rewrite_base(actual_base),
         before_record_response=_scrub_response(key),
     )
+    recorder.register_matcher("sends_the_key", sends_the_key)
+    return recorder
 
 
 def make_input(settings: dict[str, Any], key: str, clock: float) -> PostmanAuditInput:
@@ -131,7 +146,7 @@ def _record_against_emulator() -> None:
 
 def _record_against_the_api() -> None:
     base = os.environ.get("POSTMAN_BASE_URL", "https://api.getpostman.com").rstrip("/")
-    v = cassette_vcr("all", REAL_KEY, base)
+    v = cassette_vcr("all", REAL_KEY)  # kept at its own address: replay asks for that host
     now = datetime.now(timezone.utc).replace(microsecond=0)
     settings = {"base_url": base, "page_size": 25, "lookback_minutes": 30,
                 "backfill_start_time": format_instant(int((now - timedelta(days=2)).timestamp()))}
@@ -172,11 +187,13 @@ def meta_of(folder: Path, name: str) -> dict[str, Any]:
 # ------------------------------------------------------------------ replaying
 
 
-def test_check_replays_one_request_for_one_event(cassettes: Path) -> None:
+@pytest.mark.parametrize("key", [REPLAY_KEY, "PMAK-" + secrets.token_hex(12)])
+def test_check_replays_one_request_for_one_event_with_any_key(cassettes: Path, key: str
+                                                               ) -> None:
     meta = meta_of(cassettes, "postman_audit_check")
     v = cassette_vcr("none")
     with v.use_cassette("postman_audit_check.yaml") as cassette:
-        make_input(meta["settings"], REPLAY_KEY, meta["runs"][0]["clock"]).check()
+        make_input(meta["settings"], key, meta["runs"][0]["clock"]).check()
         assert cassette.play_count == 1 and cassette.all_played
     (request,) = cassette.requests
     assert request.method == "GET" and request.path == "/audit/logs"
@@ -220,6 +237,35 @@ def test_emulator_recordings_match_the_emulator(cassettes: Path) -> None:
     assert Counter(meta["runs"][0]["expected"]) == Counter(truth)
 
 
+def recorded_uri(folder: Path, name: str) -> str:
+    uri: str = yaml.safe_load((folder / f"{name}.yaml").read_text())["interactions"][0][
+        "request"]["uri"]
+    return uri
+
+
+def test_a_request_without_the_key_does_not_replay(cassettes: Path) -> None:
+    uri = recorded_uri(cassettes, "postman_audit_check")
+    with cassette_vcr("none").use_cassette("postman_audit_check.yaml") as cassette, \
+            httpx.Client() as client:
+        with pytest.raises(CannotOverwriteExistingCassetteException):
+            client.get(uri)
+        assert cassette.play_count == 0
+        assert client.get(uri, headers={"X-API-Key": "any value"}).status_code == 200
+        assert cassette.play_count == 1
+
+
+def test_the_input_does_not_replay_against_another_host(cassettes: Path) -> None:
+    meta = meta_of(cassettes, "postman_audit_check")
+    recorded_host = httpx.URL(meta["settings"]["base_url"]).host
+    for base in ("http://localhost:8089", "https://api.getpostman.com"):
+        assert httpx.URL(base).host != recorded_host
+        settings = {**meta["settings"], "base_url": base}
+        with cassette_vcr("none").use_cassette("postman_audit_check.yaml") as cassette, \
+                pytest.raises(CannotOverwriteExistingCassetteException):
+            make_input(settings, REPLAY_KEY, meta["runs"][0]["clock"]).check()
+        assert cassette.play_count == 0
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_no_cassette_holds_the_key(cassettes: Path, name: str) -> None:
     path = cassettes / f"{name}.yaml"
@@ -231,6 +277,6 @@ def test_no_cassette_holds_the_key(cassettes: Path, name: str) -> None:
     for interaction in data["interactions"]:
         request = interaction["request"]
         headers = {k.lower(): v for k, v in request["headers"].items()}
-        assert headers.get("x-api-key") in (None, ["<API_KEY>"])
+        assert headers.get("x-api-key") == [KEY_PLACEHOLDER]  # sent, and filtered
         assert "apikey" not in request["uri"].lower()
         assert interaction["response"]["status"]["code"] in (200, 429, 500, 502, 503, 504)

@@ -1,5 +1,5 @@
-"""The Postman audit input keeps the input contract (plugin_host.contract), against its
-bundled emulator: one fresh emulator per test."""
+"""The Postman audit input keeps the input contract (``plugin_host.testing.InputContract``),
+against its bundled emulator: one fresh emulator per test."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from postman_audit.emulator import EmulatorConfig, PostmanEmulator
 from postman_audit.input import PostmanAuditInput
 
-from plugin_host.contract import InputContract
+from plugin_host.testing import InputContract
 
 
 class TestPostmanAuditContract(InputContract):

@@ -26,16 +26,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from postman_audit.cursor import (
     CHECKPOINT_VERSION,
-    IDLE_PAGES,
-    MAX_SAME_SECOND,
-    STALL_PAGES,
     Cursor,
     Sweep,
     SweepWalker,
     initial_cursor,
     keys_of,
-    record_key,
 )
+from postman_audit.cursor_rules import IDLE_PAGES, MAX_SAME_SECOND, STALL_PAGES, record_key
 from postman_audit.input import PostmanAuditInput
 from postman_audit.timeutil import epoch_of, format_instant, parse_start, since_date, until_date
 
@@ -270,6 +267,31 @@ def test_walker_drops_a_record_the_api_repeats_on_a_later_page() -> None:
     walker.page([event(5, BASE), event(4, BASE)], True)
     out = walker.page([event(4, BASE), event(3, BASE)], True)
     assert [r["id"] for r in out.deliver] == [3]
+
+
+def test_walker_delivers_a_record_repeated_within_one_page_once() -> None:
+    walker = _walker(BASE - 1000, lookback=0)  # nothing below the top is kept in recent
+    out = walker.page([event(5, BASE), event(4, BASE - 100), event(4, BASE - 100),
+                       event(3, BASE - 200), event(5, BASE)], True)
+    assert [r["id"] for r in out.deliver] == [5, 4, 3]
+
+
+@pytest.mark.parametrize("shape", ["plain", "with an in-page repeat"])
+def test_a_resumed_sweep_drops_its_boundary_events_served_again_far_below_its_top(
+    shape: str
+) -> None:
+    walker = _walker(BASE - 7200, lookback=60)
+    walker.page([event(9, BASE), event(8, BASE - 3000), event(7, BASE - 3000)], True)
+    walker.use_cursor("B")
+    saved = json.loads(json.dumps(walker.checkpoint()))
+    assert saved["sweep"]["recent"] == [["9", BASE]]  # 8 and 7 are held by at_lower alone
+    resumed = SweepWalker(Cursor.from_json(saved), 60, BASE)
+    page = [event(7, BASE - 3000), event(6, BASE - 3000), event(5, BASE - 3001)]
+    if shape != "plain":
+        page.append(event(5, BASE - 3001))
+    again = resumed.page(page, True)
+    assert [r["id"] for r in again.deliver] == [6, 5]
+
 
 
 def test_walker_checkpoint_holds_lower_and_the_keys_delivered_at_it() -> None:

@@ -59,7 +59,7 @@ def pages(draw: Any) -> list[list[Any]]:
 def _state(walker: SweepWalker) -> tuple[Any, ...]:
     sweep = walker.sweep
     return (sweep.top, sweep.lower, sorted(sweep.at_lower), sorted(sweep.recent.items()),
-            walker._lowest, walker._old_run, sorted(walker._window_set), walker._stalled)
+            walker._lowest, walker._old_run, sorted(walker._window_set), walker._stall)
 
 
 @settings(max_examples=400, deadline=None)
@@ -96,3 +96,32 @@ def test_a_plain_page_takes_the_bulk_path() -> None:
     assert walker._bulk(page, keys, set(keys)) == page
     assert walker.sweep.top == NOW and walker.sweep.lower == NOW - 490
     assert len(walker.sweep.recent) == 50  # all inside the lookback below the top
+
+
+def test_a_bulk_page_that_raises_the_top_prunes_recent_as_the_loop_does() -> None:
+    cursor = Cursor(floor=NOW - 7200, backfill_start=None)
+    fast = SweepWalker(copy.deepcopy(cursor), LOOKBACK, NOW)
+    slow = SweepWalker(copy.deepcopy(cursor), LOOKBACK, NOW)
+    slow._bulk = lambda *args: None  # type: ignore[method-assign]
+    per_second, size = 6, 300
+    feed = [[{"id": 10**6 - n, "timestamp": _stamp(NOW - 1000 - n // per_second)}
+             for n in range(p * size, (p + 1) * size)] for p in range(36)]
+    feed.append([{"id": 2 * 10**6 + i, "timestamp": _stamp(NOW - 10 - i)} for i in range(3)])
+    for page in feed:
+        assert fast.page(page, True).deliver == slow.page(page, True).deliver == page
+        assert _state(fast) == _state(slow)
+    # the newer page moved the lookback up: what fell below it is no longer kept
+    assert fast.sweep.top == NOW - 10
+    assert min(fast.sweep.recent.values()) >= NOW - 10 - LOOKBACK
+
+
+def test_a_page_led_by_a_future_stamp_takes_its_top_from_the_first_real_time() -> None:
+    cursor = Cursor(floor=NOW - 7200, backfill_start=None)
+    fast = SweepWalker(copy.deepcopy(cursor), LOOKBACK, NOW)
+    slow = SweepWalker(copy.deepcopy(cursor), LOOKBACK, NOW)
+    slow._bulk = lambda *args: None  # type: ignore[method-assign]
+    page = [{"id": 3, "timestamp": _stamp(NOW + 3600)}, {"id": 2, "timestamp": _stamp(NOW - 5)},
+            {"id": 1, "timestamp": _stamp(NOW - 9)}]
+    assert fast.page(page, True).deliver == slow.page(page, True).deliver == page
+    assert _state(fast) == _state(slow)
+    assert fast.sweep.top == NOW - 5

@@ -15,15 +15,19 @@ README = ROOT / "plugins" / "postman_audit" / "README.md"
 
 
 def _table(section: str) -> dict[str, dict[str, str]]:
+    """The section's table of fields by name; every row must be one documented field."""
     text = README.read_text(encoding="utf-8")
     body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in body.splitlines() if line.startswith("|")]
+    assert lines[0] == "| name | type | required | default | description |", lines[0]
     rows: dict[str, dict[str, str]] = {}
-    for line in body.splitlines():
+    for line in lines[2:]:  # past the header and its |---| line
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 5 and cells[0].startswith("`"):
-            name = cells[0].strip("`")
-            rows[name] = dict(zip(["type", "required", "default", "description"], cells[1:],
-                                  strict=True))
+        assert len(cells) == 5 and re.fullmatch(r"`\w+`", cells[0]), f"not a field row: {line}"
+        name = cells[0].strip("`")
+        assert name not in rows, f"{name} is documented twice"
+        rows[name] = dict(zip(["type", "required", "default", "description"], cells[1:],
+                              strict=True))
     return rows
 
 

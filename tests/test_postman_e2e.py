@@ -580,7 +580,8 @@ def test_a_run_that_runs_out_of_retries_resumes_from_its_last_delivered_page(
         proxy.fail_after = 4
         broken = pipe.run()
         assert broken.code == 4, broken.err
-        (line,) = broken.error_lines
+        warning, line = broken.error_lines  # said once while retrying, then the error
+        assert "WARNING" in warning and "HTTP 500; retrying for at most" in warning
         assert "gave up after" in line and "HTTP 500" in line
         delivered = pipe.new_ids()
         assert delivered == [e["id"] for e in newest_first[:80]]  # four whole pages

@@ -1,4 +1,5 @@
-"""The project's own checks: ruff and mypy (strict) pass on the tree, as committed."""
+"""The project's own checks: ruff and mypy (strict) pass on the tree, as committed, and no
+module of the host, the Postman input or the benchmarks is over 500 lines."""
 
 from __future__ import annotations
 
@@ -24,3 +25,12 @@ def test_mypy_strict_passes_on_the_host_and_the_postman_input() -> None:
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Success" in result.stdout
+
+
+def test_no_module_is_over_500_lines() -> None:
+    modules = [p for folder in ("plugin_host", "plugins", "benchmarks")
+               for p in (ROOT / folder).rglob("*.py")]
+    assert len(modules) > 40
+    long = {str(p.relative_to(ROOT)): n for p in modules
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 500}
+    assert long == {}, f"modules over 500 lines (split them): {long}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import site
 import subprocess
 import sys
@@ -16,8 +17,9 @@ import pytest
 from plugin_host import __version__
 from plugin_host._manifest import manifest_errors
 from plugin_host.cli import main
-from plugin_host.contract import InputContract
+from plugin_host.testing import InputContract
 
+REPO = Path(__file__).resolve().parent.parent
 NAME = "acme_audit"
 DIST = "plugin-host-acme-audit"
 CONTRACT_TESTS = {n for n in dir(InputContract) if n.startswith("test_")}
@@ -51,7 +53,7 @@ def test_writes_a_distribution_with_package_tests_and_readme(
     assert "pip install -e ." in out and "python -m pytest" in out
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     assert files == sorted([
-        "README.md", "pyproject.toml", f"{NAME}/__init__.py", f"{NAME}/plugin.py",
+        ".gitignore", "README.md", "pyproject.toml", f"{NAME}/__init__.py", f"{NAME}/plugin.py",
         f"{NAME}/input.py", f"{NAME}/manifest.json", f"{NAME}/fake_server.py",
         "tests/test_contract.py", "tests/test_input.py",
     ])
@@ -67,6 +69,71 @@ def test_writes_a_distribution_with_package_tests_and_readme(
     for path in folder.rglob("*"):
         if path.is_file():
             assert "${" not in path.read_text(), f"{path} holds an unrendered placeholder"
+
+
+def written_files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+def file_table(text: str, name: str, after: str) -> set[str]:
+    """The files a table lists: the first cells of the table that follows ``after``."""
+    lines = text.split(after, 1)[1].lstrip("\n").splitlines()
+    assert lines[0].startswith("| file |"), lines[0]
+    rows = []
+    for line in lines[2:]:
+        if not line.startswith("|"):
+            break
+        match = re.fullmatch(r"\| `([^`]+)` \|.*", line)
+        assert match, line
+        rows.append(match.group(1))
+    return {row.replace("NAME", name) for row in rows}
+
+
+def test_the_guide_and_the_new_readme_list_exactly_the_files_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert new_input(capsys, NAME, "--dir", tmp_path / "new")[0] == 0
+    written = written_files(tmp_path / "new")
+    guide = (REPO / "docs" / "writing-an-input.md").read_text(encoding="utf-8")
+    assert file_table(guide, NAME, "What it writes:") == written
+    readme = (tmp_path / "new" / "README.md").read_text(encoding="utf-8")
+    assert file_table(readme, NAME, "## Layout") == written
+    # and it links to no page the project does not say exists (a package index, say)
+    assert re.findall(r"\]\((\w+:[^)]*)\)", readme) == []
+    assert "pypi" not in readme.lower()
+
+
+def git(*argv: str, cwd: Path) -> str:
+    """``git ARGV`` in ``cwd``, the environment's own git settings left out."""
+    environment = {k: v for k, v in env().items() if not k.startswith("GIT_")}
+    done = subprocess.run(["git", "-c", "init.defaultBranch=main", *argv], cwd=cwd,
+                          env=environment, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def untracked(folder: Path) -> set[str]:
+    """The files ``git add .`` would add in ``folder``, a new repository."""
+    git("init", "-q", cwd=folder)
+    return {line[3:] for line in git("status", "--porcelain", "--untracked-files=all",
+                                      cwd=folder).splitlines()}
+
+
+def test_the_new_input_keeps_runs_builds_and_venvs_out_of_git(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "new"
+    assert new_input(capsys, NAME, "--dir", folder)[0] == 0
+    source = written_files(folder)
+    assert ".gitignore" in source
+    for leftover in ("demo-output/events.jsonl", "demo-output/state.db",
+                     ".plugin-host/state.db", f"{NAME}/__pycache__/input.cpython-311.pyc",
+                     "tests/__pycache__/test_input.cpython-311.pyc",
+                     f"{NAME.replace('_', '-')}.egg-info/PKG-INFO", f"{NAME}.egg-info/PKG-INFO",
+                     "build/lib/x.py", "dist/x.whl", ".venv/bin/python", ".pytest_cache/README"):
+        (folder / leftover).parent.mkdir(parents=True, exist_ok=True)
+        (folder / leftover).write_text("left by a run\n")
+    assert untracked(folder) == source
 
 
 def test_writes_into_dot_name_by_default_and_into_an_empty_folder(
@@ -126,6 +193,7 @@ def test_a_new_input_installs_is_discovered_and_passes_its_contract_tests(
     made = run(sys.executable, "-m", "plugin_host", "new-input", NAME, "--dir", scaffold,
                cwd=tmp_path)
     assert made.returncode == 0, made.stderr
+    source = written_files(scaffold)
 
     python = make_venv(tmp_path / "venv")
     installed = run(sys.executable, "-m", "pip", "--python", python, "install", "-q",
@@ -153,3 +221,9 @@ def test_a_new_input_installs_is_discovered_and_passes_its_contract_tests(
     assert passed == {c.get("name") for c in cases}
     assert passed >= CONTRACT_TESTS
     assert len(passed - CONTRACT_TESTS) >= 3
+
+    # the guide's last step, in the input's folder: what it leaves there stays out of git
+    demo = run(python, "-m", "plugin_host", "demo", NAME, "--events", "12", cwd=scaffold)
+    assert demo.returncode == 0, demo.stderr
+    assert (scaffold / "demo-output" / "events.jsonl").is_file()
+    assert untracked(scaffold) == source

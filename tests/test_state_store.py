@@ -146,7 +146,9 @@ def test_state_show_and_reset_through_the_cli(
     assert token not in shown.out
 
     reset = cli("state", "reset", path)
-    assert (reset.code, reset.out) == (0, f"counter: state cleared in {state_file}\n")
+    assert (reset.code, reset.out) == (0, (
+        f"counter: state cleared in {state_file}; the next run starts again from the input's "
+        "start (such as its backfill start) and delivers again what was delivered before\n"))
     assert json.loads(cli("state", "show", path).out)["state"] is None
     again = cli("state", "reset", path)
     assert (again.code, again.out) == (0, f"counter: state was already empty in {state_file}\n")

@@ -62,7 +62,7 @@ def test_secrets_and_paths_are_checked_on_every_run(
     assert "$.input.secrets.token: must be at least 8 characters long (minLength)" in result.err
     assert "tok-x" not in result.err
     monkeypatch.setenv(TOKEN_ENV, "nope-12345")  # long enough, not matching ^tok-
-    assert "must match the pattern ^tok-" in cli("run", pipeline).err
+    assert "$.input.secrets.token: must start with 'tok-' (pattern)" in cli("run", pipeline).err
     monkeypatch.setenv(TOKEN_ENV, token)
     (tmp_path / "out.jsonl").unlink()
     (tmp_path / "out.jsonl").mkdir()  # the output path is now a folder

@@ -125,8 +125,7 @@ class PostmanClient:
                 initial_backoff=float(settings.get("retry_initial_backoff_seconds", 1)),
             ),
             timeout=float(settings.get("timeout_seconds", 30)),
-            stats=context.stats,
-            stop=context.stop_event,
+            context=context,  # its counters and stop flag; waits are said through it
             # Postman may quote the key back in its error text: the host redacts every
             # secret from errors raised while it drives an input (plugin_host._secrets.guarded)
             on_error=classify,

@@ -1,4 +1,4 @@
-"""The incremental cursor of the Postman input, as small pure functions and one state record.
+"""The incremental cursor of the Postman input: its state records and the walk of a sweep.
 
 A run is a *sweep*: it pages newest-first (``orderBy=desc``) from the top of the log down
 to a *target* instant, then stops. The target is the newest delivered event's time minus
@@ -21,20 +21,44 @@ Exactly once:
   cursors) are a loop: stopped after ``MAX_SAME_SECOND`` events, ``STALL_PAGES`` pages, or
   ``IDLE_PAGES`` pages that only repeat this run's events.
 
+Each of these rules is a small pure function in ``cursor_rules.py``; this module holds the
+state they act on (``Cursor``, ``Sweep``, ``SweepWalker``) and applies them page by page.
 Nothing here does I/O; ``PostmanAuditInput`` feeds pages in and yields what comes out.
 """
 
 from __future__ import annotations
 
 import collections
-import hashlib
 import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from plugin_host import ProtocolError
 
+from .cursor_rules import (
+    WINDOW_KEYS,
+    Stall,
+    advance_boundary,
+    advance_high_water,
+    advance_top,
+    already_passed,
+    count_stall,
+    event_time,
+    future_stamped,
+    in_lookback,
+    in_sweep,
+    is_repeat,
+    known_keys,
+    lowest_reached,
+    merge_seen,
+    page_keys,
+    prune_recent,
+    record_key,
+    repeats_only,
+    sweep_done,
+    sweep_target,
+)
 from .timeutil import api_epoch, api_instants, epoch_of, format_instant, parse_start
 
 __all__ = [
@@ -42,34 +66,13 @@ __all__ = [
     "Cursor",
     "PageOutcome",
     "Sweep",
+    "SweepWalker",
     "initial_cursor",
-    "record_key",
+    "keys_of",
 ]
 
 CHECKPOINT_VERSION = 1
 _TIMESTAMP = operator.itemgetter("timestamp")
-WINDOW_KEYS = 5000          # keys remembered within a sweep to drop repeated pages
-MAX_SAME_SECOND = 10_000    # more events than this in one second is taken as a loop
-STALL_PAGES = 1000          # pages in a row that reach no older event are taken as a loop
-IDLE_PAGES = 20             # ... or 20 that only repeat events already paged in this run
-FUTURE_SKEW = 300           # events stamped further ahead of now do not move the high water
-
-
-def record_key(record: Any) -> str:
-    """A record's identity: its ``id`` (``123`` and ``"123"`` alike), else a content hash."""
-    if isinstance(record, Mapping):
-        ident = record.get("id")
-        if isinstance(ident, bool):
-            ident = None
-        if isinstance(ident, int):
-            return str(ident)
-        if isinstance(ident, str) and ident.strip():
-            return ident.strip()
-    import json
-
-    text = json.dumps(record, sort_keys=True, default=str, ensure_ascii=False)
-    # surrogatepass: a lone surrogate (valid JSON text) must not crash the run
-    return "h:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
 @dataclass
@@ -154,9 +157,7 @@ class Cursor:
 
     def target(self, lookback: int) -> int:
         """Where the next sweep stops: lookback below the newest delivered, not below the floor."""
-        if self.high_water is None:
-            return self.floor
-        return max(self.floor, self.high_water - lookback)
+        return sweep_target(self.floor, self.high_water, lookback)
 
     def begin(self, lookback: int) -> Sweep:
         """The sweep to run now: the interrupted one, or a new one down to the target."""
@@ -169,13 +170,8 @@ class Cursor:
         sweep = self.sweep
         if sweep is None:
             return
-        if sweep.top is not None:
-            self.high_water = max(self.high_water or sweep.top, sweep.top)
-        merged = {**self.seen, **sweep.recent}  # without a high water: only future-stamped
-        if self.high_water is not None:
-            keep_from = self.high_water - lookback
-            merged = {k: t for k, t in merged.items() if t >= keep_from}
-        self.seen = merged
+        self.high_water = advance_high_water(self.high_water, sweep.top)
+        self.seen = merge_seen(self.seen, sweep.recent, self.high_water, lookback)
         self.sweep = None
 
 
@@ -193,7 +189,7 @@ class PageOutcome:
 
 
 class SweepWalker:
-    """Feeds the pages of one sweep through the dedupe and stop rules."""
+    """Walks the pages of one sweep through the rules of ``cursor_rules``."""
 
     def __init__(self, cursor: Cursor, lookback: int, now: int) -> None:
         self.cursor = cursor
@@ -212,11 +208,9 @@ class SweepWalker:
         self._cursors: set[str] = set() if self.sweep.cursor is None else {
             repr(self.sweep.cursor)}
         self._last_page: tuple[str, ...] | None = None
-        self._old_run = 0
+        self._old_run = 0                 # events in a row below the target
         self._lowest: int | None = None   # the oldest time this run's pages reached
-        self._stalled = 0                 # pages in a row that reached no older time
-        self._stalled_events = 0          # events on those pages
-        self._idle = 0                    # stalled pages that only repeat this run's events
+        self._stall = Stall()
 
     def use_cursor(self, cursor: str | int | None) -> None:
         """Note the API cursor that fetches the next page; a repeat is a loop."""
@@ -237,108 +231,77 @@ class SweepWalker:
 
     def page(self, records: Sequence[Any], has_next: bool) -> PageOutcome:
         """Process one page in API order; return what to deliver and whether to stop."""
-        keys = tuple([  # the common record inline, anything else through record_key
-            str(r["id"]) if type(r) is dict and type(r.get("id")) is int else record_key(r)
-            for r in records
-        ])
+        keys = page_keys(records)
         if keys and keys == self._last_page:
             raise ProtocolError(
                 "Postman returned the same page twice in a row; stopped rather than loop"
             )
         self._last_page = keys
-        sweep, seen = self.sweep, self.cursor.seen
-        target, lookback, latest = sweep.target, self.lookback, self.now + FUTURE_SKEW
-        window, recent = self._window_set, sweep.recent
-        top, lower, at_lower, lowest_now = sweep.top, sweep.lower, sweep.at_lower, self._lowest
-        # keys repeated within this page are rare: track them only when there are some
         key_set = set(keys)
-        in_page: set[str] | None = set() if len(key_set) != len(keys) else None
-        lowest = self._lowest
-        bulk = None if in_page is not None or self.skipping else self._bulk(records, keys, key_set)
+        before = self._lowest
+        simple = len(key_set) == len(keys) and not self.skipping
+        bulk = self._bulk(records, keys, key_set) if simple else None
+        delivered: Sequence[str]
+        passed: Sequence[str]
         if bulk is not None:
-            self._stall_check(lowest, len(records), repeats_only=False)
-            return PageOutcome(bulk, not has_next)
-        repeats_only = True  # every event of the page was already on a page of this run
-        deliver: list[Mapping[str, Any]] = []
+            deliver, delivered, passed = bulk, keys, keys
+        else:
+            deliver, delivered, passed = self._walk(records, keys, key_set)
+        sweep = self.sweep
+        sweep.recent = prune_recent(sweep.recent, sweep.top, self.lookback)
+        repeated = repeats_only(passed, len(delivered), self._window_set)
+        self._remember(delivered)
+        self._stall = count_stall(
+            self._stall, before, self._lowest, self.skipping, len(records), repeated)
+        return PageOutcome(deliver, sweep_done(len(records), has_next, self._old_run))
+
+    def _walk(
+        self, records: Sequence[Any], keys: Sequence[str], key_set: set[str]
+    ) -> tuple[list[Mapping[str, Any]], list[str], list[str]]:
+        """Any page, record by record: what to deliver, its keys, and the keys passed."""
+        sweep, now, lookback = self.sweep, self.now, self.lookback
+        lower, at_lower, top, target = sweep.lower, sweep.at_lower, sweep.top, sweep.target
+        known = known_keys(key_set, self._window_set, self.cursor.seen.keys(),
+                           sweep.recent.keys())
+        boundary = lower  # the second the last page ended on, until this page moves off it
+        seconds: list[int] = []  # of the events passed: at or after the target, not skipped
+        passed: list[str] = []
         delivered: list[str] = []
+        deliver: list[Mapping[str, Any]] = []
         for record, key in zip(records, keys, strict=True):
-            ts = epoch_of(record.get("timestamp")) if (
-                type(record) is dict or isinstance(record, Mapping)) else None
-            if ts is None:  # no usable time: it sits where the stream is
-                ts = lower if lower is not None else (top or self.now)
-            if ts < target:
+            ts = event_time(_stamp(record), seconds[-1] if seconds else lower, top, now)
+            if not in_sweep(ts, target):
                 self._old_run += 1
                 continue
             self._old_run = 0
-            if self.skipping:
-                # A rescan passes again what the sweep had passed, and events newer than its
-                # top: the next sweep collects those (its target is below this top), so they
-                # must not raise the top, or the next target would pass over them.
-                assert lower is not None
-                if ts > lower or (ts == lower and key in at_lower):
+            if self.skipping:  # a rescan, until it is past what the sweep had passed
+                if already_passed(ts, key, lower, at_lower):
                     continue
                 self.skipping = False
-            # An event stamped in the future (a clock gone wrong upstream) is delivered, but
-            # must not become the high water: the next target would pass over real events.
-            if (top is None or ts > top) and ts <= latest:
-                top = ts
-            if lowest_now is None or ts < lowest_now:
-                lowest_now = ts
-            in_window = key in window or (in_page is not None and key in in_page)
-            if not in_window:
-                repeats_only = False
-            # ``recent`` holds what this sweep delivered before it was interrupted: a resumed
-            # sweep whose upstream serves those again (a loop, a cursor that went back) skips them
-            duplicate = in_window or key in seen or key in recent or (
-                ts == lower and key in at_lower)
-            if ts != lower:
-                lower, at_lower = ts, set()
-            at_lower.add(key)
-            if len(at_lower) > MAX_SAME_SECOND:
-                raise ProtocolError(
-                    f"Postman returned over {MAX_SAME_SECOND} events in one second; "
-                    "taken as a pagination loop and stopped"
-                )
-            if duplicate:
+            top = advance_top(top, ts, now)
+            if ts != boundary:
+                boundary = None
+            seconds.append(ts)
+            passed.append(key)
+            if is_repeat(key, ts, known, boundary, at_lower):
                 continue
-            if in_page is not None:
-                in_page.add(key)
+            known.add(key)
             delivered.append(key)
-            if top is None or ts >= top - lookback:
-                recent[key] = ts
             deliver.append(record)
-        sweep.top, sweep.lower, sweep.at_lower, self._lowest = top, lower, at_lower, lowest_now
-        self._remember(delivered)
-        if sweep.top is not None and sweep.recent:
-            floor = sweep.top - self.lookback
-            if len(sweep.recent) > 2 * WINDOW_KEYS:
-                sweep.recent = {k: t for k, t in sweep.recent.items() if t >= floor}
-        self._stall_check(lowest, len(records), repeats_only)
-        done = not records or not has_next or self._old_run >= 2
-        return PageOutcome(deliver, done)
-
-    def _stall_check(self, lowest: int | None, count: int, repeats_only: bool) -> None:
-        """Newest first, every page must reach further back in time, or (a same-second
-        burst) stay at its oldest second; pages that reach nothing older, whether they repeat
-        one second or go round a cycle of pages, are a loop past these bounds."""
-        still = lowest is not None and self._lowest == lowest and not self.skipping
-        self._stalled = self._stalled + 1 if still else 0
-        self._stalled_events = self._stalled_events + count if still else 0
-        self._idle = self._idle + 1 if still and repeats_only else 0
-        if (self._stalled >= STALL_PAGES or self._stalled_events > MAX_SAME_SECOND
-                or self._idle >= IDLE_PAGES):
-            raise ProtocolError(
-                f"Postman pagination did not move back in time for {self._stalled} pages "
-                f"({self._stalled_events} events, {self._idle} pages of repeats); "
-                "stopped rather than loop"
-            )
+            if in_lookback(ts, top, lookback):
+                sweep.recent[key] = ts
+        sweep.top = top
+        sweep.lower, sweep.at_lower = advance_boundary(lower, at_lower, seconds, passed)
+        self._lowest = lowest_reached(self._lowest, min(seconds, default=None))
+        return deliver, delivered, passed
 
     def _bulk(
         self, records: Sequence[Any], keys: tuple[str, ...], key_set: set[str]
     ) -> list[Mapping[str, Any]] | None:
-        """The common page, in bulk: every event new, timed, inside the sweep, none from the
-        future, the newest first. Gives the same state as the record-by-record loop, or
-        None (and changes nothing) when the page is not that simple."""
+        """The common page at once: every event new, timed in the API's own shape, inside
+        the sweep, none from the future, the newest first. The rules the walk applies to
+        each event, applied to the page's newest, oldest and last seconds, give the same
+        state; None (and nothing changed) when the page is not that simple."""
         if not records or set(map(type, records)) != {dict}:
             return None
         try:
@@ -346,44 +309,26 @@ class SweepWalker:
         except KeyError:
             return None
         span = api_instants(texts)  # then texts order as their instants, and all parse
-        if span is None:
+        if span is None or span[1] != texts[0]:
             return None
-        sweep, newest_text = self.sweep, texts[0]
-        if span[1] != newest_text:
+        sweep, lookback = self.sweep, self.lookback
+        newest, oldest = api_epoch(texts[0]), api_epoch(span[0])
+        if not in_sweep(oldest, sweep.target) or future_stamped(newest, self.now):
             return None
-        newest, oldest = api_epoch(newest_text), api_epoch(span[0])
-        if oldest < sweep.target or newest > self.now + FUTURE_SKEW:
+        # no key known and none passed at the boundary: no event of the page is a repeat
+        if known_keys(key_set, self._window_set, self.cursor.seen.keys(), sweep.recent.keys(),
+                      sweep.at_lower):
             return None
-        at_lower = sweep.at_lower
-        if not (self._window_set.isdisjoint(key_set)
-                and self.cursor.seen.keys().isdisjoint(key_set)
-                and sweep.recent.keys().isdisjoint(key_set) and at_lower.isdisjoint(key_set)):
-            return None
-        last_text = texts[-1]
-        last = api_epoch(last_text)
-        start = len(texts) - 1
-        while start > 0 and texts[start - 1] == last_text:
-            start -= 1
-        lead = 0  # events continuing the second the previous page ended on
-        while lead < len(texts) and api_epoch(texts[lead]) == sweep.lower:
-            lead += 1
-        if len(at_lower) + lead > MAX_SAME_SECOND:
-            return None  # the loop raises it, with its message
-        whole_page_continues = start == 0 and last == sweep.lower
-        at_lower = at_lower | key_set if whole_page_continues else set(keys[start:])
-        if len(at_lower) > MAX_SAME_SECOND:
-            return None
-        top = newest if sweep.top is None else max(sweep.top, newest)
-        keep_from = top - self.lookback  # a backfill's pages are mostly all below it
-        if oldest >= keep_from:
+        lower, at_lower = advance_boundary(sweep.lower, sweep.at_lower, _Seconds(texts), keys)
+        top = advance_top(sweep.top, newest, self.now)  # the newest first: the page's top
+        if in_lookback(oldest, top, lookback):
             sweep.recent.update(zip(keys, map(api_epoch, texts), strict=True))
-        elif newest >= keep_from:
+        elif in_lookback(newest, top, lookback):  # a backfill's pages are mostly all below
             sweep.recent.update({k: t for k, t in zip(keys, map(api_epoch, texts), strict=True)
-                                 if t >= keep_from})
-        sweep.top, sweep.lower, sweep.at_lower = top, last, at_lower
-        self._lowest = oldest if self._lowest is None else min(self._lowest, oldest)
+                                 if in_lookback(t, top, lookback)})
+        sweep.top, sweep.lower, sweep.at_lower = top, lower, at_lower
+        self._lowest = lowest_reached(self._lowest, oldest)
         self._old_run = 0
-        self._remember(keys)
         return list(records)
 
     def _remember(self, keys: Sequence[str]) -> None:
@@ -412,3 +357,32 @@ class SweepWalker:
 def keys_of(records: Iterable[Any]) -> list[str]:
     """The keys of records, in order (a helper for tests and tools)."""
     return [record_key(r) for r in records]
+
+
+def _stamp(record: Any) -> int | None:
+    """The epoch second a record is stamped with; None when it has no usable one."""
+    if type(record) is dict or isinstance(record, Mapping):
+        return epoch_of(record.get("timestamp"))
+    return None
+
+
+class _Seconds(Sequence[int]):
+    """The seconds of timestamp texts ``api_instants`` accepted, each read when asked for:
+    the boundary rule reads a page's first and last few."""
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        self._texts = texts
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[int]: ...
+
+    def __getitem__(self, index: int | slice) -> int | Sequence[int]:
+        if isinstance(index, slice):
+            return [api_epoch(text) for text in self._texts[index]]
+        return api_epoch(self._texts[index])

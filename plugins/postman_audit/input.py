@@ -15,16 +15,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from plugin_host import ConfigError, InputContext, Page
+from plugin_host import InputContext, Page
 
 from .client import InvalidCursor, PostmanClient, RetentionRefused
-from .cursor import Cursor, SweepWalker, initial_cursor
+from .cursor import SweepWalker
+from .start import RETENTION_DAYS, kept_from, oldest_since, retention_floor, start_cursor
 from .timeutil import format_instant, parse_start, since_date, until_date
 
 __all__ = ["RETENTION_DAYS", "PostmanAuditInput"]
-
-RETENTION_DAYS = 180
-RETENTION_MARGIN_DAYS = 2  # start this far inside the retention floor, so `since` is accepted
 
 
 def _manifest() -> dict[str, Any]:
@@ -120,82 +118,19 @@ class PostmanAuditInput:
         """Close connections."""
         self.client.close()
 
-    # -- where a run starts ------------------------------------------------------------
-
-    def _retention_floor(self, now: int) -> int:
-        return now - (RETENTION_DAYS - RETENTION_MARGIN_DAYS) * 86400
-
-    def _configured_start(self) -> tuple[int, str] | None:
-        text = self.settings.get("backfill_start_time")
-        if not isinstance(text, str):
-            return None
-        instant = int(parse_start(text).timestamp())
-        return instant, format_instant(instant)
-
-    def _cursor(self, checkpoint: Mapping[str, Any] | None, now: int) -> Cursor:
-        configured = self._configured_start()
-        if checkpoint is None:
-            if configured is None:
-                self.log.info("no backfill_start_time: collecting from now on (%s)",
-                              format_instant(now))
-                return initial_cursor(now, None)
-            instant, text = configured
-            if instant > now:
-                raise ConfigError(f"$.input.settings.backfill_start_time: {text} is in the future")
-            floor = self._retention_floor(now)
-            if instant < floor:
-                self.log.warning(
-                    "backfill_start_time %s is older than Postman's %d-day audit-log retention; "
-                    "starting at the retention floor %s", text, RETENTION_DAYS,
-                    format_instant(floor),
-                )
-                instant = floor
-            return initial_cursor(instant, text)
-        try:
-            cursor = Cursor.from_json(checkpoint)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"the saved state is not a postman_audit checkpoint this version reads ({exc}); "
-                f"run `plugin-host state reset {self.context.pipeline_name}` to start afresh"
-            ) from None
-        if configured is not None:
-            instant, text = configured
-            stored = cursor.backfill_start
-            began = int(parse_start(stored).timestamp()) if stored else cursor.floor
-            if instant < began:
-                raise ConfigError(
-                    f"$.input.settings.backfill_start_time moved earlier, to {text}, but this "
-                    f"pipeline has collected since {format_instant(began)}: events before that "
-                    "were never requested and an incremental run will not go back for them. "
-                    f"To backfill from {text}, run `plugin-host state reset "
-                    f"{self.context.pipeline_name}` (the next run then delivers everything since "
-                    f"{text} again, including events already delivered)"
-                )
-            if text != stored and instant > began:
-                self.log.warning(
-                    "backfill_start_time %s has no effect: this pipeline already collects since "
-                    "%s (reset its state to start again)", text, format_instant(began),
-                )
-        target = cursor.target(self.lookback)
-        if target < now - RETENTION_DAYS * 86400:
-            self.log.warning(
-                "the last run reached %s, beyond Postman's %d-day retention: events from then "
-                "until %s may have expired before they could be collected",
-                format_instant(target), RETENTION_DAYS,
-                format_instant(now - RETENTION_DAYS * 86400),
-            )
-        return cursor
-
     # -- the sweep ----------------------------------------------------------------------
 
     def read(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
         """Page newest-first down to the target; yield each page with its checkpoint."""
         now = int(self.clock())
-        cursor = self._cursor(checkpoint, now)
+        start = self.settings.get("backfill_start_time")
+        cursor, notes = start_cursor(checkpoint, start if isinstance(start, str) else None,
+                                     now, self.lookback, self.context.pipeline_name)
+        for level, text in notes:
+            self.log.log(level, "%s", text)
         walker = SweepWalker(cursor, self.lookback, now)
         sweep = walker.sweep
-        oldest: date = datetime.fromtimestamp(
-            now - (RETENTION_DAYS - 1) * 86400, timezone.utc).date()
+        oldest = oldest_since(kept_from(now))
         params: dict[str, Any] = {
             "orderBy": "desc",
             "limit": self.page_size,
@@ -224,9 +159,8 @@ class PostmanAuditInput:
                 if adapted or not exc.oldest:
                     raise
                 adapted = True
-                oldest = date.fromisoformat(exc.oldest) + timedelta(days=1)
-                floor = int(datetime.combine(oldest + timedelta(days=1), datetime.min.time(),
-                                             timezone.utc).timestamp())
+                first_day = date.fromisoformat(exc.oldest)
+                oldest, floor = oldest_since(first_day), retention_floor(first_day)
                 if floor > cursor.floor:
                     self.log.warning(
                         "Postman keeps audit logs only from %s: starting at %s instead of %s",
@@ -255,5 +189,7 @@ class PostmanAuditInput:
             back_to = format_instant(sweep.target)
             share = f", {min(100.0, 100 * done):.0f}% of the way back to {back_to}"
         at = "" if sweep.lower is None else f", at {format_instant(sweep.lower)}"
-        waits = f", {stats.rate_limit_waits} rate-limit waits" if stats.rate_limit_waits else ""
-        self.context.progress(f"postman_audit: {delivered} events{at}{share}{waits}")
+        waits = stats.rate_limit_waits
+        said = f", {waits} rate-limit wait{'s' if waits != 1 else ''}" if waits else ""
+        events = f"{delivered} event{'s' if delivered != 1 else ''}"
+        self.context.progress(f"postman_audit: {events}{at}{share}{said}")

@@ -37,6 +37,39 @@ def count(name: str, n: int = 1) -> None:
     FIGURES[name] += n
 
 
+def figures() -> dict[str, Any]:
+    """The figures so far: the seed, then losses, duplicates and foreign lines (0 when none
+    was counted), then the others by name."""
+    result: dict[str, Any] = {"seed (RELIABILITY_SEED)": SEED}
+    for name in ("lost", "duplicates", "foreign_lines"):
+        result[name] = FIGURES.get(name, 0)
+    result.update(sorted((k, v) for k, v in FIGURES.items() if k not in result))
+    return result
+
+
+class _Report:
+    """Prints the figures in pytest's terminal summary and writes them to a JSON file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        found = figures()
+        self.path.write_text(json.dumps(found, indent=2) + "\n")
+        terminalreporter.section("reliability figures")
+        width = max(len(name) for name in found)
+        for name, value in found.items():
+            terminalreporter.write_line(f"{name:<{width}}  {value}")
+        terminalreporter.write_line(f"(also in {self.path})")
+
+
+def report_figures(config: Any, path: Path) -> None:
+    """Report the figures when the pytest session of ``config`` ends (printed whether or not
+    output is captured, and written to ``path`` as JSON); once per session."""
+    if not config.pluginmanager.has_plugin("reliability-figures"):
+        config.pluginmanager.register(_Report(path), "reliability-figures")
+
+
 def iso(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -246,7 +279,7 @@ def committed_offset(show: Mapping[str, Any]) -> int:
 
 def key_of(record: Any) -> str:
     """The identity a record is delivered under (as the input computes it)."""
-    from postman_audit.cursor import record_key
+    from postman_audit.cursor_rules import record_key
 
     return record_key(record)
 

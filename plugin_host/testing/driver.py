@@ -1,7 +1,8 @@
-"""The testing kit: run an input through the host's real runner, and collect what it delivers.
+"""The kit's driver: run an input through the host's real runner, collect what it delivers.
 
-``plugin_host.pytest_plugin`` wraps these in fixtures and ``plugin_host.contract`` builds
-its suite on them. Nothing here imports pytest; vcrpy is imported by ``make_vcr`` only.
+``plugin_host.testing.pytest_plugin`` wraps these in fixtures and
+``plugin_host.testing.contract_suite`` builds its suite on them. Nothing here imports
+pytest; vcrpy is imported by ``make_vcr`` only.
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ._contract import InputContext, OutputContext, Page
-from ._exceptions import ValidationFailed
-from ._manifest import EMPTY_OBJECT_SCHEMA, secret_names
-from ._pipeline import Pipeline, _semantic, with_defaults
-from ._registry import Registered
-from ._runner import CommitPolicy, RunSummary, run_once
-from ._secrets import redactor
-from ._state import StateStore
-from ._validation import schema_errors
-from .hookspecs import hookimpl
+from .._contract import InputContext, OutputContext, Page
+from .._exceptions import ValidationFailed
+from .._manifest import EMPTY_OBJECT_SCHEMA, secret_names
+from .._pipeline import Pipeline, own_check_errors, with_defaults
+from .._registry import Registered
+from .._runner import CommitPolicy, RunSummary, run_once
+from .._secrets import redactor
+from .._state import StateStore
+from .._validation import schema_errors
+from ..hookspecs import hookimpl
 
 __all__ = [
     "KEEP",
@@ -101,7 +102,7 @@ def prepare(
     errors = schema_errors(schema, raw, "$.input.settings")
     full = with_defaults(schema, raw)
     if not errors:
-        errors += _semantic(input_class, full, base_dir, "$.input.settings")
+        errors += own_check_errors(input_class, full, base_dir, "$.input.settings")
     secret_values = {str(k): str(v) for k, v in (secrets or {}).items()}
     errors += schema_errors(manifest.get("secrets") or EMPTY_OBJECT_SCHEMA, secret_values,
                             "$.input.secrets")
@@ -261,6 +262,33 @@ def _scrub(text: str, values: Sequence[str]) -> str:
     return text
 
 
+def _manifest_of(input_class: type[Any] | Mapping[str, Any]) -> Mapping[str, Any]:
+    return input_class if isinstance(input_class, Mapping) else input_class.manifest
+
+
+def _credential_headers(manifest: Mapping[str, Any]) -> list[str]:
+    """The headers a cassette filters by name: the usual credential headers and those
+    named like a secret the manifest declares."""
+    declared = secret_names(manifest)
+    return list(dict.fromkeys(
+        [*SECRET_HEADER_NAMES, *declared, *(n.replace("_", "-") for n in declared)]))
+
+
+def _sends_the_same_credentials(names: Sequence[str]) -> Callable[[Any, Any], None]:
+    wanted = {name.lower() for name in names}
+
+    def credentials(sent: Any, recorded: Any) -> None:
+        """vcrpy matcher: both requests carry the same credential headers, by name (their
+        values are filtered, so any value replays)."""
+        def carried(request: Any) -> list[str]:
+            return sorted(k.lower() for k in request.headers if k.lower() in wanted)
+
+        assert carried(sent) == carried(recorded), (
+            f"credential headers sent {carried(sent)}, recorded {carried(recorded)}")
+
+    return credentials
+
+
 def vcr_config(
     input_class: type[Any] | Mapping[str, Any],
     secrets: Mapping[str, str] | None = None,
@@ -273,13 +301,10 @@ def vcr_config(
     the manifest declares; and, by value, each given secret wherever it appears in a
     request's URL, headers or body, or a response's headers or body.
     """
-    manifest: Mapping[str, Any] = (
-        input_class if isinstance(input_class, Mapping) else input_class.manifest
-    )
+    manifest = _manifest_of(input_class)
     declared = secret_names(manifest)
     values = sorted({v for v in (secrets or {}).values() if v}, key=len, reverse=True)
-    header_names = list(dict.fromkeys(
-        [*SECRET_HEADER_NAMES, *declared, *(n.replace("_", "-") for n in declared)]))
+    header_names = _credential_headers(manifest)
     query_names = list(dict.fromkeys([*SECRET_QUERY_NAMES, *declared]))
 
     def scrub_request(request: Any) -> Any:
@@ -335,10 +360,17 @@ def make_vcr(
     secrets: Mapping[str, str] | None = None,
     **overrides: Any,
 ) -> Any:
-    """A ``vcr.VCR`` built from :func:`vcr_config` (vcrpy is imported only here)."""
+    """A ``vcr.VCR`` built from :func:`vcr_config` (vcrpy is imported only here) that,
+    unless ``match_on`` is given, also matches on the credential headers sent: a request
+    without the key does not replay a recorded request that had one."""
     import vcr  # type: ignore[import-untyped]
 
-    return vcr.VCR(**vcr_config(input_class, secrets, **overrides))
+    recorder = vcr.VCR(**vcr_config(input_class, secrets, **overrides))
+    recorder.register_matcher(
+        "credentials", _sends_the_same_credentials(_credential_headers(_manifest_of(input_class))))
+    if "match_on" not in overrides:
+        recorder.match_on = (*recorder.match_on, "credentials")
+    return recorder
 
 
 

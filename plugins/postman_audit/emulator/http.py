@@ -15,10 +15,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from ._fakedata import dumps
+from .fakedata import dumps
 
 if TYPE_CHECKING:
-    from .emulator import PostmanEmulator
+    from .server import PostmanEmulator
 
 __all__ = ["EmulatorHandler", "EmulatorServer"]
 

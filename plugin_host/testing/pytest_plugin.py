@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from ._registry import Registry
-    from .testing import InputRunner
+    from .._registry import Registry
+    from .driver import InputRunner
 
 __all__ = ["plugin_host_vcr", "plugin_host_vcr_config", "register_plugin", "run_input"]
 
-pytest.register_assert_rewrite("plugin_host.contract")
+pytest.register_assert_rewrite("plugin_host.testing.contract_suite")
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def run_input(tmp_path: Path) -> InputRunner:
     afresh; a mapping replaces the saved checkpoint first. ``run_input.state_path`` is the
     SQLite file; ``run_input.saved_checkpoint()`` reads it.
     """
-    from .testing import InputRunner
+    from .driver import InputRunner
 
     return InputRunner(tmp_path / "plugin-host-run")
 
@@ -59,7 +59,7 @@ def register_plugin() -> Iterator[Callable[..., Registry]]:
     returns that Registry: look at ``.inputs``, ``.outputs`` and ``.failures``. The plugin
     is removed when the test ends.
     """
-    from ._registry import Registry
+    from .._registry import Registry
 
     added: list[tuple[Registry, str]] = []
     own: list[Registry] = []
@@ -92,7 +92,7 @@ def plugin_host_vcr_config() -> Callable[..., dict[str, Any]]:
     ``Authorization``, ``X-API-Key`` and ``apikey`` headers by name, query parameters named
     like a credential or like a declared secret, and every given secret value wherever it
     appears in a recorded request or response."""
-    from .testing import vcr_config
+    from .driver import vcr_config
 
     return vcr_config
 
@@ -102,7 +102,7 @@ def plugin_host_vcr(request: pytest.FixtureRequest) -> Callable[..., Any]:
     """``plugin_host_vcr(InputClass, secrets, **overrides)``: a ``vcr.VCR`` with
     ``plugin_host_vcr_config``'s filters, cassettes in ``cassettes/`` beside the test file
     unless ``cassette_library_dir`` is given. vcrpy is a test dependency: imported here."""
-    from .testing import make_vcr
+    from .driver import make_vcr
 
     default_dir = str(Path(str(request.path)).parent / "cassettes")
 

@@ -4,7 +4,7 @@ Subclass ``InputContract`` in a test module, name the input class, give settings
 secrets that reach a test upstream, and say how to add records to that upstream::
 
     import pytest
-    from plugin_host.contract import InputContract
+    from plugin_host.testing import InputContract
 
     class TestMyInput(InputContract):
         input_class = MyInput
@@ -20,7 +20,7 @@ secrets that reach a test upstream, and say how to add records to that upstream:
         def add_records(self, n):
             return self.server.add_items(n)              # the new records, or None
 
-The tests use the fixtures of ``plugin_host.pytest_plugin`` (``run_input``,
+The tests use the fixtures of ``plugin_host.testing.pytest_plugin`` (``run_input``,
 ``register_plugin``), which pytest loads when plugin-host is installed. Class attributes
 tune the suite (see ``InputContract``); every test runs the input for real.
 """
@@ -37,10 +37,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from ._contract import InputContext
-from ._exceptions import AuthError, PluginHostError
-from ._manifest import manifest_errors, secret_names
-from .testing import InputRun, InputRunner, PluginObject, checkpoint_text, prepare, read_pages
+from .._contract import InputContext
+from .._exceptions import AuthError, PluginHostError
+from .._manifest import documentation, manifest_errors, secret_names
+from .._words import plural
+from .driver import InputRun, InputRunner, PluginObject, checkpoint_text, prepare, read_pages
 
 __all__ = ["InputContract"]
 
@@ -110,33 +111,39 @@ class InputContract:
         added = self.add_records(n)
         if added is None:
             return None
-        assert len(added) == n, f"add_records({n}) returned {len(added)} records"
+        assert len(added) == n, f"add_records({n}) returned {plural(len(added), 'record')}"
         return self.keys(added)
 
     def _assert_once(self, records: Sequence[Mapping[str, Any]], what: str) -> list[str]:
         keys = self.keys(records)
         repeated = sorted(k for k, count in Counter(keys).items() if count > 1)
-        assert not repeated, f"{what} delivered {len(repeated)} record(s) more than once: " + (
-            ", ".join(k[:80] for k in repeated[:3]))
+        assert not repeated, (
+            f"{what} delivered {plural(len(repeated), 'record')} more than once: "
+            + ", ".join(k[:80] for k in repeated[:3]))
         return keys
 
     def _first(self, run_input: InputRunner) -> InputRun:
         first = self.run(run_input)
         assert len(first.records) >= self.min_first_run_records, (
-            f"the first run delivered {len(first.records)} records; the test upstream should "
-            f"hold at least {self.min_first_run_records} (min_first_run_records)"
+            f"the first run delivered {plural(len(first.records), 'record')}; the test upstream "
+            f"should hold at least {self.min_first_run_records} (min_first_run_records)"
         )
         return first
 
     # -- the contract ------------------------------------------------------------------------
 
     def test_manifest_is_valid_and_secrets_write_only(self, register_plugin: Any) -> None:
-        """The manifest passes the meta-schema, every secret is writeOnly, the registry
-        accepts the class, and this test's settings and secrets satisfy the manifest."""
+        """The manifest passes the meta-schema, its documentation is a URL or an installed
+        file, every secret is writeOnly, the registry accepts the class, and this test's
+        settings and secrets satisfy the manifest."""
         cls = self.input_class
         manifest = getattr(cls, "manifest", None)
         assert manifest_errors(manifest) == []
         assert isinstance(manifest, Mapping)
+        if "documentation" in manifest:
+            assert documentation(manifest, cls) is not None, (
+                f"documentation {manifest['documentation']!r} is neither a URL nor a file "
+                "beside the input's module (ship it as package data)")
         secrets_schema = manifest.get("secrets") or {}
         for name, prop in (secrets_schema.get("properties") or {}).items():
             assert prop.get("writeOnly") is True, f"secret {name} is not marked writeOnly: true"
@@ -151,9 +158,13 @@ class InputContract:
         """``check()`` makes its authenticated call and returns; ``close()`` follows."""
         source = self._instance(run_input, self.secrets)
         try:
-            assert source.check() is None
+            result = source.check()
+        except Exception as exc:  # any failure of check() breaks this rule
+            pytest.fail(f"check() with the test's settings and secrets raised "
+                        f"{type(exc).__name__}: {exc}")
         finally:
             source.close()
+        assert result is None, f"check() returned {result!r}; it returns None"
 
     def test_check_refuses_a_wrong_secret(self, run_input: InputRunner) -> None:
         """With every secret wrong, ``check()`` raises (AuthError by default) and its
@@ -183,9 +194,9 @@ class InputContract:
         second = self.run(run_input)
         second_keys = self._assert_once(second.records, "the second run")
         again = sorted(set(second_keys) & first_keys)
-        assert not again, f"the second run delivered {len(again)} record(s) the first had"
+        assert not again, f"the second run delivered {plural(len(again), 'record')} the first had"
         assert len(second.records) == self.new_records, (
-            f"{self.new_records} records were added; the second run delivered "
+            f"{plural(self.new_records, 'record')} added; the second run delivered "
             f"{len(second.records)}"
         )
         if added is not None:
@@ -271,7 +282,8 @@ class InputContract:
             sizes.append(len(text))
         assert max(sizes) <= sizes[0] + self.state_growth_allowance, (
             f"the checkpoint grew with the records delivered: {sizes} bytes after runs of "
-            f"{self.bounded_batch} new records each (allowance {self.state_growth_allowance})"
+            f"{plural(self.bounded_batch, 'new record')} each "
+            f"(allowance {self.state_growth_allowance})"
         )
 
     def test_no_secret_in_logs_state_or_output(
@@ -279,12 +291,16 @@ class InputContract:
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """With every logger at DEBUG (httpx's too), no secret value appears in a log line,
-        a record, a checkpoint, the state file, or standard output and error."""
+        a record, a checkpoint, the state file, standard output and error, or the error
+        ``check()`` raised (if it did: ``test_check_succeeds`` fails that)."""
         for name in _LOGGERS:
             caplog.set_level(logging.DEBUG, logger=name or None)
         source = self._instance(run_input, self.secrets)
+        check_error = ""
         try:
             source.check()
+        except PluginHostError as exc:  # test_check_succeeds fails it; here: is it secret?
+            check_error = str(exc)
         finally:
             source.close()
         first = self._first(run_input)
@@ -298,6 +314,7 @@ class InputContract:
             "the checkpoints": "\n".join(
                 str(p.checkpoint_json) for p in [*first.pages, *second.pages]),
             "standard output and error": out + err,
+            "the error check() raised": check_error,
         }
         state_bytes = b"".join(
             p.read_bytes() for p in sorted(run_input.folder.glob("state.db*")))

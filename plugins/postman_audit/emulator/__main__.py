@@ -1,0 +1,10 @@
+"""``python -m postman_audit.emulator``: serve the emulator until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
