@@ -1,7 +1,8 @@
 """The contract between the host and its plugins: pages, the run context, the protocols.
 
-``Input`` and ``Output`` are what every plugin class implements; ``ValidatesSettings``,
-``HasDemo`` and ``TransactionalOutput`` are optional extras the host uses when a class has
+``Input`` and ``Output`` are what every plugin class implements; ``ValidatesSettings`` and
+``HasDemo`` are optional extras the host uses when a class has them, and
+``BackgroundSyncOutput`` and ``TransactionalOutput`` ones it uses when an output object has
 them. ``StateStore`` and ``Lease`` are what each state backend (``plugin_host.state``)
 implements: the host alone uses them, plugins never do.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 __all__ = [
+    "BackgroundSyncOutput",
     "HasDemo",
     "Input",
     "InputContext",
@@ -175,9 +177,8 @@ class Output(Protocol):
     ``position`` values are JSON-serializable and stored with the checkpoint in one
     transaction, so an output can cut a tail written after the last commit.
 
-    Optionally, ``written()`` (hand the buffer to the system, return the position) and
-    ``sync()`` (make everything written durable; called on another thread, beside
-    ``write``) split ``durable`` so that the host commits in the background.
+    Optionally, an output splits ``durable`` in two so that the host commits in the
+    background: see ``BackgroundSyncOutput``.
     """
 
     manifest: ClassVar[Mapping[str, Any]]
@@ -197,6 +198,19 @@ class Output(Protocol):
 
     def close(self) -> None:
         """Release the destination."""
+
+
+@runtime_checkable
+class BackgroundSyncOutput(Output, Protocol):
+    """An output that splits ``durable`` in two, so that the host syncs and commits on a
+    thread of its own while the next pages are written (``jsonl`` does)."""
+
+    def written(self) -> Mapping[str, Any] | None:
+        """Hand everything written so far to the system and return that position."""
+        ...
+
+    def sync(self) -> None:
+        """Make everything handed over durable; called on another thread, beside ``write``."""
 
 
 # -- Optional extras: a plugin class the host checks with ``isinstance(cls, Protocol)`` --------

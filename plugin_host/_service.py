@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from . import _validation_cache as validation_cache
 from ._contract import InputContext
 from ._exceptions import ConfigError, Fenced, LocalStorageError, PipelineBusy, UpstreamError
 from ._pipeline import Pipeline
@@ -15,7 +17,8 @@ from ._runner import RunSummary, run_once
 from ._secrets import guarded
 from .state.sqlite import StateStore
 
-__all__ = ["check_pipeline", "check_state", "run_forever", "state_reset", "state_show"]
+__all__ = ["check_pipeline", "check_state", "progress_line", "run_forever", "state_reset",
+           "state_show"]
 
 log = logging.getLogger("plugin_host.run")
 
@@ -30,6 +33,18 @@ def check_pipeline(pipeline: Pipeline) -> None:
             source.check()
         finally:
             source.close()
+
+
+@contextlib.contextmanager
+def progress_line(enabled: bool) -> Iterator[None]:
+    """Around a run that shows its progress on stderr: clear that line when the run ends,
+    however it ends, so that what is printed next starts on a clean line."""
+    try:
+        yield
+    finally:
+        if enabled:
+            sys.stderr.write("\r\x1b[2K")
+            sys.stderr.flush()
 
 
 def run_forever(
@@ -48,7 +63,8 @@ def run_forever(
         raise ConfigError("--interval must be more than 0 seconds")
     while not stop.is_set():
         try:
-            summary = run_once(pipeline, stop_event=stop, progress=progress)
+            with progress_line(progress):
+                summary = run_once(pipeline, stop_event=stop, progress=progress)
             if report:
                 report(summary)
         except UpstreamError as exc:
@@ -100,8 +116,8 @@ def state_show(pipeline: Pipeline) -> dict[str, Any]:
 
 
 def state_reset(pipeline: Pipeline) -> bool:
-    """Clear a pipeline's saved state; True if there was any."""
-    if pipeline.state_url:
+    """Clear a pipeline's saved state, and forget its validation; True if there was any."""
+    if pipeline.state_url:  # no validation is remembered with a PostgreSQL state
         from .state.postgres import PostgresStateStore
 
         with contextlib.closing(PostgresStateStore(pipeline.state_url, create=False)) as db:
@@ -109,4 +125,6 @@ def state_reset(pipeline: Pipeline) -> bool:
     if not pipeline.state_path.exists():
         return False
     with StateStore(pipeline.state_path, create=False) as store:
-        return store.reset(pipeline.name)
+        existed = store.reset(pipeline.name)
+        validation_cache.forget(store, pipeline.name)
+    return existed

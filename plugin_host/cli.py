@@ -21,7 +21,14 @@ from ._pipeline import load_pipeline
 from ._registry import discover
 from ._runner import run_once
 from ._secrets import redactor
-from ._service import check_pipeline, check_state, run_forever, state_reset, state_show
+from ._service import (
+    check_pipeline,
+    check_state,
+    progress_line,
+    run_forever,
+    state_reset,
+    state_show,
+)
 from .state import store_location
 
 __all__ = ["main"]
@@ -143,7 +150,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_forever(pipeline, args.interval, stop, progress=progress,
                     report=lambda s: print(s.line(), file=sys.stderr))
         return 0
-    summary = run_once(pipeline, stop_event=stop, progress=progress)
+    with progress_line(progress):
+        summary = run_once(pipeline, stop_event=stop, progress=progress)
     if not args.quiet:
         print(summary.line(), file=sys.stderr)
     return 0

@@ -2,9 +2,8 @@
 
 Each pipeline's row holds the input's last committed checkpoint and the output's
 durable position, written together in one transaction. A lock row per pipeline
-keeps two runs of the same pipeline apart. A ``validated`` row per pipeline holds the
-fingerprint of the configuration its last run validated in full (a hash of the pipeline
-file, the manifests and the host version; never of a secret). No secret is ever stored.
+keeps two runs of the same pipeline apart. No secret is ever stored. (The validation
+cache keeps a table of its own in the same file: see ``_validation_cache``.)
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from typing import Any
 from .._contract import SavedState
 from .._exceptions import LocalStorageError, PipelineBusy
 
-__all__ = ["SCHEMA_VERSION", "SavedState", "StateStore", "validated_fingerprint"]
+__all__ = ["SCHEMA_VERSION", "SavedState", "StateStore"]
 
 SCHEMA_VERSION = 1
 
@@ -39,11 +38,6 @@ CREATE TABLE IF NOT EXISTS pipelines (
     commits INTEGER NOT NULL DEFAULT 0,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS validated (
-    name TEXT PRIMARY KEY,
-    fingerprint TEXT NOT NULL,
-    validated_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS locks (
     name TEXT PRIMARY KEY,
@@ -102,24 +96,6 @@ def _create(path: Path) -> None:
         for leftover in (temp, Path(f"{temp}-wal"), Path(f"{temp}-shm")):
             with contextlib.suppress(OSError):
                 leftover.unlink()
-
-
-def validated_fingerprint(path: Path, name: str) -> str | None:
-    """The fingerprint of pipeline ``name``'s last fully validated configuration, read
-    without creating or changing anything; None when there is none or it cannot be read."""
-    try:
-        if path.stat().st_size == 0:
-            return None
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    except (OSError, ValueError, sqlite3.Error):
-        return None
-    try:
-        row = db.execute("SELECT fingerprint FROM validated WHERE name = ?", (name,)).fetchone()
-    except sqlite3.Error:
-        return None
-    finally:
-        db.close()
-    return str(row[0]) if row else None
 
 
 class _ProcessLock:
@@ -272,14 +248,11 @@ class StateStore:
         except sqlite3.DatabaseError as exc:
             raise self._corrupt(exc) from None
 
-    def remember_validated(self, name: str, fingerprint: str) -> None:
-        """Record that pipeline ``name``'s configuration with ``fingerprint`` is valid."""
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        """Run one statement on the state file, for a neighbour that keeps a table of its
+        own in it (the validation cache); a failure is a LocalStorageError."""
         try:
-            self._db.execute(
-                "INSERT INTO validated VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
-                "fingerprint = excluded.fingerprint, validated_at = excluded.validated_at",
-                (name, fingerprint, _now()),
-            )
+            return self._db.execute(sql, args)
         except sqlite3.DatabaseError as exc:
             raise self._corrupt(exc) from None
 
@@ -287,14 +260,7 @@ class StateStore:
         """Delete pipeline ``name``'s state; True if there was any. Refused while it runs."""
         with self.lock(name):
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    cursor = self._db.execute("DELETE FROM pipelines WHERE name = ?", (name,))
-                    self._db.execute("DELETE FROM validated WHERE name = ?", (name,))
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
+                cursor = self._db.execute("DELETE FROM pipelines WHERE name = ?", (name,))
             except sqlite3.DatabaseError as exc:
                 raise self._corrupt(exc) from None
             return cursor.rowcount > 0
