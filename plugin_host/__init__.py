@@ -27,6 +27,7 @@ from .hookspecs import hookimpl
 
 if _typing.TYPE_CHECKING:
     from ._contract import (
+        BackgroundSyncOutput,
         HasDemo,
         Input,
         InputContext,
@@ -47,6 +48,7 @@ _LAZY = {
     "Input": "._contract", "InputContext": "._contract", "Output": "._contract",
     "OutputContext": "._contract", "Page": "._contract", "RunStats": "._contract",
     "HasDemo": "._contract", "ValidatesSettings": "._contract",
+    "BackgroundSyncOutput": "._contract",
     "Pipeline": "._pipeline", "load_pipeline": "._pipeline",
     "Registry": "._registry", "discover": "._registry",
     "CommitPolicy": "._runner", "RunSummary": "._runner", "run_once": "._runner",
@@ -70,6 +72,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AuthError",
+    "BackgroundSyncOutput",
     "CommitPolicy",
     "ConfigError",
     "HasDemo",

@@ -9,6 +9,7 @@ import plugin_host
 
 EXPECTED = [
     "AuthError",
+    "BackgroundSyncOutput",
     "CommitPolicy",
     "ConfigError",
     "HasDemo",

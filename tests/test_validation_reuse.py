@@ -171,3 +171,12 @@ def test_runs_of_a_plain_pipeline_do_not_load_jsonschema(tmp_path: Path) -> None
     assert seen == [[0, False], [0, False], [2, True]]
     assert "$.input.settings.page_size: must be at most 300" in done.stderr
     assert len(read_jsonl(tmp_path / "out.jsonl")) == 50
+
+
+def test_the_pipeline_loader_does_not_import_the_state_store() -> None:
+    """Step two of the road (load and validate) never reaches into step five (the state)."""
+    code = ("import sys, plugin_host._pipeline; "
+            "print('plugin_host._state' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "False"
