@@ -35,6 +35,7 @@ if _typing.TYPE_CHECKING:
         OutputContext,
         Page,
         RunStats,
+        TransactionalOutput,
         ValidatesSettings,
     )
     from ._pipeline import Pipeline, load_pipeline
@@ -48,7 +49,7 @@ _LAZY = {
     "Input": "._contract", "InputContext": "._contract", "Output": "._contract",
     "OutputContext": "._contract", "Page": "._contract", "RunStats": "._contract",
     "HasDemo": "._contract", "ValidatesSettings": "._contract",
-    "BackgroundSyncOutput": "._contract",
+    "BackgroundSyncOutput": "._contract", "TransactionalOutput": "._contract",
     "Pipeline": "._pipeline", "load_pipeline": "._pipeline",
     "Registry": "._registry", "discover": "._registry",
     "CommitPolicy": "._runner", "RunSummary": "._runner", "run_once": "._runner",
@@ -92,6 +93,7 @@ __all__ = [
     "RunSummary",
     "StateStore",
     "StopRequested",
+    "TransactionalOutput",
     "UpstreamError",
     "ValidatesSettings",
     "ValidationFailed",

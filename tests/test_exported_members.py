@@ -29,6 +29,7 @@ EXPECTED = [
     "RunSummary",
     "StateStore",
     "StopRequested",
+    "TransactionalOutput",
     "UpstreamError",
     "ValidatesSettings",
     "ValidationFailed",
