@@ -96,9 +96,10 @@ class OcsfTransform:
                 continue
             extend(events)
         if refused:
-            self._log.warning("%s could not be mapped to OCSF and %s delivered as it came "
-                              "(%s)", plural(len(refused), "record"),
-                              "was" if len(refused) == 1 else "were", refused[0])
+            self._log.warning("%s could not be mapped to OCSF and %s (%s)",
+                              plural(len(refused), "record"),
+                              "was delivered as it came" if len(refused) == 1
+                              else "were delivered as they came", refused[0])
         return out
 
 

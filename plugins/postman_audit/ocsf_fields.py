@@ -131,8 +131,8 @@ def org(team: Any, unmapped: dict[str, Any]) -> dict[str, Any] | None:
 def person(value: Any, team: dict[str, Any] | None, unmapped: dict[str, Any],
            path: str) -> dict[str, Any] | None:
     """A Postman person (``data.actor``, ``data.user``) as an OCSF user, or None when it
-    names nobody. ``name`` is the username (OCSF's user name), ``full_name`` the name,
-    ``org`` the team. Its other fields (``active``) are the caller's: ``leftovers``."""
+    names nobody. ``name`` is the username (OCSF's user name; else the name, else the
+    address), ``full_name`` the name, ``org`` the team. Its other fields (``active``) are the caller's: ``leftovers``."""
     if not isinstance(value, Mapping):
         if value is not None:
             unmapped[path] = value
@@ -152,6 +152,7 @@ def person(value: Any, team: dict[str, Any] | None, unmapped: dict[str, Any],
         unmapped[f"{path}.name"] = name
     if type(email) is str and _EMAIL(email):
         user["email_addr"] = email
+        user.setdefault("name", email)  # known by the address alone: it is the name too
     elif email is not None:
         unmapped[f"{path}.email"] = email
     if not user:
