@@ -132,7 +132,8 @@ def person(value: Any, team: dict[str, Any] | None, unmapped: dict[str, Any],
            path: str) -> dict[str, Any] | None:
     """A Postman person (``data.actor``, ``data.user``) as an OCSF user, or None when it
     names nobody. ``name`` is the username (OCSF's user name; else the name, else the
-    address), ``full_name`` the name, ``org`` the team. Its other fields (``active``) are the caller's: ``leftovers``."""
+    address), ``full_name`` the name, ``org`` the team. Its other fields (``active``) are
+    the caller's: ``leftovers``."""
     if not isinstance(value, Mapping):
         if value is not None:
             unmapped[path] = value
