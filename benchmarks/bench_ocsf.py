@@ -1,5 +1,6 @@
 """The OCSF section of the benchmark: a backfill with ``transforms: [{type: ocsf}]`` beside
-the same backfill without it (the raw pipeline) and the bare loop, on one emulator process.
+the same backfill without it (the raw pipeline) and the bare loop, on one emulator process;
+and, to show what ``raw_data`` costs, one with ``settings: {raw_data: false}``.
 
 Each of the three is a fresh child process of the spawner (see ``harness.py``); their order
 turns from one repetition to the next. The raw and bare runs are checked as in the backfill
@@ -85,14 +86,16 @@ def ocsf_delivery_problems(path: Path, expected: Collection[int]) -> list[str]:
 
 
 def run_ocsf_host(work: Path, url: str, start: datetime, page_size: int,
-                  expected: Collection[int] | None = None) -> dict[str, Any]:
-    """One host run with ``transforms: [{type: ocsf}]`` in a fresh folder, its output
-    checked against the ``expected`` ids; the folder is removed afterwards."""
+                  expected: Collection[int] | None = None,
+                  settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One host run with ``transforms: [{type: ocsf, settings: SETTINGS}]`` in a fresh
+    folder, its output checked against the ``expected`` ids; the folder is removed
+    afterwards."""
     folder = Path(tempfile.mkdtemp(prefix="ocsf-", dir=work))
     try:
         path = write_pipeline(folder, url, start, page_size, UNLIMITED)
         doc = yaml.safe_load(path.read_text())
-        doc["transforms"] = [{"type": "ocsf"}]
+        doc["transforms"] = [{"type": "ocsf", **({"settings": settings} if settings else {})}]
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         proc = checked(measure(host_argv(), folder), "plugin-host run (ocsf)")
         out = folder / "events.jsonl"
@@ -112,9 +115,10 @@ def section_ocsf(args: argparse.Namespace, work: Path, report: Report) -> None:
     start = (now - timedelta(days=31)).replace(hour=0, minute=0, second=0)
     say(f"ocsf: a backfill of {n:,} events, OCSF pipeline beside the raw one and the bare loop")
     ids = emulator_ids(n, 30, now)
-    runs: dict[str, list[dict[str, Any]]] = {"ocsf": [], "raw": [], "bare": []}
+    runs: dict[str, list[dict[str, Any]]] = {"ocsf": [], "lean": [], "raw": [], "bare": []}
     programs = {
         "ocsf": lambda url: run_ocsf_host(work, url, start, page, ids),
+        "lean": lambda url: run_ocsf_host(work, url, start, page, ids, {"raw_data": False}),
         "raw": lambda url: run_host(work, url, start, page, UNLIMITED, ids),
         "bare": lambda url: run_baseline(work, url, start, page, ids),
     }
@@ -125,7 +129,7 @@ def section_ocsf(args: argparse.Namespace, work: Path, report: Report) -> None:
         order = list(programs)
         for rep in range(args.repeat):
             say(f"  repetition {rep + 1}/{args.repeat}")
-            for kind in order[rep % 3:] + order[:rep % 3]:
+            for kind in order[rep % 4:] + order[:rep % 4]:
                 runs[kind].append(programs[kind](emulator.url))
     report.raw["ocsf"] = {"events": n, "runs": runs}
     for kind, rs in runs.items():
@@ -135,7 +139,8 @@ def section_ocsf(args: argparse.Namespace, work: Path, report: Report) -> None:
     per = {kind: Stat([r["cpu"] * 100_000 / n for r in rs]) for kind, rs in runs.items()}
     wall = {kind: Stat([r["wall"] for r in rs]) for kind, rs in runs.items()}
     rss = {kind: Stat([r["rss_mib"] for r in rs]) for kind, rs in runs.items()}
-    for kind, what in (("raw", "raw pipeline"), ("ocsf", "OCSF pipeline")):
+    for kind, what in (("raw", "raw pipeline"), ("ocsf", "OCSF pipeline"),
+                       ("lean", "OCSF, raw_data: false")):
         report.row(label, f"CPU s per 100k events, {what}", per[kind].fmt(2),
                    per["bare"].fmt(2), ratio(per[kind].median, per["bare"].median))
         report.row(label, f"wall time, s, {what}", wall[kind].fmt(2), wall["bare"].fmt(2),
@@ -146,9 +151,13 @@ def section_ocsf(args: argparse.Namespace, work: Path, report: Report) -> None:
                ratio(per["ocsf"].median, per["raw"].median), "", "", f"≤ {CPU_FLOOR}×")
     pairs = Stat([o["cpu"] / r["cpu"] for o, r in zip(runs["ocsf"], runs["raw"], strict=True)])
     report.row(label, "CPU, OCSF / raw, repetition by repetition", pairs.fmt(2))
+    report.row(label, "CPU, OCSF with raw_data: false / raw pipeline",
+               ratio(per["lean"].median, per["raw"].median))
     events = Stat([r["records"] for r in runs["ocsf"]])
     size = Stat([r["bytes"] / max(r["records"], 1) for r in runs["ocsf"]])
     report.row(label, "OCSF events written (one per user of a role change)", events.fmt(0),
                "", "", f"{n:,} events in")
     report.row(label, "bytes per OCSF event (raw_data included)", size.fmt(0))
+    lean = Stat([r["bytes"] / max(r["records"], 1) for r in runs["lean"]])
+    report.row(label, "bytes per OCSF event, raw_data: false", lean.fmt(0))
     report.raw["ocsf_cpu_ratio"] = per["ocsf"].median / per["raw"].median

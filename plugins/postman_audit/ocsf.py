@@ -147,13 +147,12 @@ def map_record(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     variables = data.get("variables")
     if variables is not None and cast.keeps_variables:
         unmapped["data.variables"] = variables
+    if unmapped:  # complete by now: the events a finish step makes of this one share it
+        event["unmapped"] = unmapped
     finish = cast.finish
-    events = ([event] if finish is None or (variables is None and not cast.always)
-              else finish(event, cast, variables))
-    if unmapped:
-        for each in events:
-            each["unmapped"] = unmapped
-    return events
+    if finish is None or (variables is None and not cast.always):
+        return [event]
+    return finish(event, cast, variables)
 
 
 def _cast(key: tuple[Any, ...] | None, action: str, record: Mapping[str, Any],
