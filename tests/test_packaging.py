@@ -71,6 +71,12 @@ def test_the_wheel_holds_the_schemas_and_the_entry_points(wheel: Path) -> None:
     assert "[pytest11]\nplugin_host = plugin_host.testing.pytest_plugin\n" in entry_text.replace(
         "\r\n", "\n")
     assert not any(n.startswith("tests/") for n in names)
+    assert {"plugin_host/transforms/ocsf.py", "plugin_host/transforms/chain.py",
+            "postman_audit/ocsf.py", "postman_audit/ocsf_rules.py",
+            "postman_audit/ocsf_fields.py",
+            "plugin_host/templates/new_input_transform/package/transform.py.tmpl",
+            "plugin_host/templates/new_input_transform/tests/test_transform.py.tmpl"} <= names
+    assert "builtin_transforms = plugin_host.transforms\n" in entry_text.replace("\r\n", "\n")
     assert "[plugin_host]\nbuiltin_outputs = plugin_host.outputs\n" in entry_text.replace(
         "\r\n", "\n")
     assert "plugin-host = plugin_host.cli:main" in entry_text
@@ -96,6 +102,8 @@ def test_inputs_validate_and_run_outside_the_checkout(fresh_venv: Venv, tmp_path
         ("jsonl", "plugin-host"), ("stdout", "plugin-host")}
     assert ("fixture_counter", "plugin-host-fixture-good") in {
         (i["name"], i["distribution"]) for i in data["inputs"]}
+    assert ("ocsf", "plugin-host") in {(t["name"], t["distribution"])
+                                       for t in data["transforms"]}
 
     env = clean_env(**{TOKEN_ENV: "tok-from-the-wheel"})
     write_pipeline(tmp_path / "p.yaml", pipeline_doc(settings={"total": 5}))
