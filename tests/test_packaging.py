@@ -25,10 +25,19 @@ from helpers import (
 
 pytestmark = pytest.mark.slow
 
-_NOT_SOURCE = shutil.ignore_patterns(
-    ".git", "tests", "build", "dist", "*.egg-info", "__pycache__", ".venv", ".*_cache",
+_NOT_ANYWHERE = shutil.ignore_patterns(
+    ".git", "build", "dist", "*.egg-info", "__pycache__", ".venv", ".*_cache",
     ".hypothesis", ".plugin-host", "demo-output", "out", "cassettes",
 )
+
+
+def _not_source(folder: str, names: list[str]) -> set[str]:
+    """What the copy leaves out: build and run leftovers anywhere, and the test suite (the
+    top-level ``tests``; the scaffold's ``templates/*/tests`` are package data)."""
+    ignored = set(_NOT_ANYWHERE(folder, names))
+    if Path(folder) == REPO:
+        ignored |= {"tests"} & set(names)
+    return ignored
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +45,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """plugin-host's wheel, built the way a release is (isolated, from a clean copy)."""
     root = tmp_path_factory.mktemp("packaging")
     source = root / "source"
-    shutil.copytree(REPO, source, ignore=_NOT_SOURCE)
+    shutil.copytree(REPO, source, ignore=_not_source)
     result = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
                   root / "wheels", source], cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -75,7 +84,8 @@ def test_the_wheel_holds_the_schemas_and_the_entry_points(wheel: Path) -> None:
             "postman_audit/ocsf.py", "postman_audit/ocsf_rules.py",
             "postman_audit/ocsf_fields.py",
             "plugin_host/templates/new_input_transform/package/transform.py.tmpl",
-            "plugin_host/templates/new_input_transform/tests/test_transform.py.tmpl"} <= names
+            "plugin_host/templates/new_input_transform/tests/test_transform.py.tmpl",
+            "plugin_host/templates/new_input/tests/test_contract.py.tmpl"} <= names
     assert "builtin_transforms = plugin_host.transforms\n" in entry_text.replace("\r\n", "\n")
     assert "[plugin_host]\nbuiltin_outputs = plugin_host.outputs\n" in entry_text.replace(
         "\r\n", "\n")
