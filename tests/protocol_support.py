@@ -245,7 +245,7 @@ for n, line in enumerate(sys.stdin, 1):
         continue
     back = json.loads(message.json(exclude_unset=True, by_alias=True))
     if back != json.loads(line):
-        print(f"line {n}: fits the models only once coerced: {line[:120]}")
+        print(f"line {n}: fits the models only once coerced: {line.strip()[:120]}")
 """
 
 
@@ -269,3 +269,73 @@ def readme_block(heading: str, language: str) -> str:
     found = re.search(rf"```{language}\n(.*?)```", text[start:], re.DOTALL)
     assert found, f"no {language} block under {heading!r} in the README"
     return found.group(1)
+
+
+# ------------------------------------------------------------------ the Postman input
+
+
+def emulator_config(**switches: Any) -> Any:
+    """An emulator of 30 days whose newest event is a minute old (so it is in the past)."""
+    from datetime import datetime, timedelta, timezone
+
+    from postman_audit.emulator import EmulatorConfig
+
+    switches.setdefault("now", datetime.now(timezone.utc) - timedelta(minutes=1))
+    switches.setdefault("events", 400)
+    switches.setdefault("days", 30)
+    return EmulatorConfig(**switches)
+
+
+def backfill_start(emulator: Any) -> tuple[str, list[int]]:
+    """A start 20 days back, and the ids of the emulator's events since then."""
+    from datetime import timedelta
+
+    from postman_audit.timeutil import epoch_of
+
+    start = emulator.now - timedelta(days=20)
+    floor = int(start.timestamp())
+    ids = [e["id"] for e in emulator.events if (epoch_of(e["timestamp"]) or 0) >= floor]
+    return start.strftime("%Y-%m-%dT%H:%M:%SZ"), ids
+
+
+def postman_config(folder: Path, emulator: Any, start: str, **settings: Any) -> Path:
+    """A protocol config file for the emulator: settings and the key side by side."""
+    settings.setdefault("page_size", 50)
+    settings.setdefault("retry_initial_backoff_seconds", 0.05)
+    return write_json(folder / "config.json", {"api_key": emulator.config.api_key,
+                                               "base_url": emulator.url,
+                                               "backfill_start_time": start, **settings})
+
+
+def new_events(emulator: Any, n: int) -> list[int]:
+    """Add ``n`` events now; their ids."""
+    from datetime import datetime, timezone
+
+    emulator.set_now(datetime.now(timezone.utc))
+    return [e["id"] for e in emulator.add_events(n)]
+
+
+def airbyte_read_catalog(catalog_message: Mapping[str, Any], sync_mode: str = "incremental"
+                         ) -> dict[str, Any]:
+    """The configured catalog PyAirbyte writes for a discovered CATALOG message."""
+    stream = catalog_message["catalog"]["streams"][0]
+    return {"streams": [{"stream": stream, "sync_mode": sync_mode,
+                         "cursor_field": stream.get("default_cursor_field", []),
+                         "destination_sync_mode": "append",
+                         "primary_key": stream.get("source_defined_primary_key", [])}]}
+
+
+def airbyte_messages(done: Done) -> list[dict[str, Any]]:
+    """stdout's Airbyte messages, parsed."""
+    return [json.loads(line) for line in done.lines]
+
+
+def airbyte_ids(messages: Iterable[Mapping[str, Any]]) -> list[int]:
+    """The ids of the RECORD messages."""
+    return [m["record"]["data"]["id"] for m in messages if m["type"] == "RECORD"]
+
+
+def last_airbyte_states(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The last STATE message's state, as the list a client passes back with --state."""
+    states = [m["state"] for m in messages if m["type"] == "STATE"]
+    return states[-1:]
