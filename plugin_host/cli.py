@@ -180,16 +180,16 @@ def cmd_new_input(args: argparse.Namespace) -> int:
 
 def cmd_singer(args: argparse.Namespace) -> int:
     """Run an input as a Singer tap: --about, --discover, or a sync to stdout."""
-    from .protocols import singer
+    from .protocols import singer, stop_on_signals
 
-    return singer.run(discover().input(args.input), args, _stop_on_signals())
+    return singer.run(discover().input(args.input), args, stop_on_signals())
 
 
 def cmd_airbyte(args: argparse.Namespace) -> int:
     """Run an input as an Airbyte source: spec, check, discover or read."""
-    from .protocols import airbyte
+    from .protocols import airbyte, stop_on_signals
 
-    return airbyte.run(discover().input(args.input), args, _stop_on_signals())
+    return airbyte.run(discover().input(args.input), args, stop_on_signals())
 
 
 def _exit_epilog(command: str | None = None) -> str:

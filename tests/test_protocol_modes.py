@@ -221,3 +221,35 @@ def test_bad_files_are_one_line_and_exit_2(cli: Cli, token: str, tmp_path: Path,
 
 def test_both_commands_declare_the_exit_codes_they_use() -> None:
     assert COMMAND_EXIT_CODES["singer"] == COMMAND_EXIT_CODES["airbyte"] == (0, 1, 2, 3, 4, 5)
+
+
+SCHEMA = ('{"type":"SCHEMA","stream":"s","schema":{"type":"object","properties":{"id":'
+          '{"type":"integer"},"at":{"type":"string","format":"date-time"}}},'
+          '"key_properties":["id"]}')
+RECORD = '{"type":"RECORD","stream":"s","record":{"id":1,"at":"2026-01-01T00:00:00Z"}}'
+STATE = '{"type":"STATE","value":{"bookmarks":{}}}'
+
+
+@pytest.mark.parametrize(("lines", "says"), [
+    ([SCHEMA, RECORD, "not json", STATE], "not JSON"),
+    ([SCHEMA, RECORD.replace("RECORD", "record"), STATE], "type 'record'"),
+    ([SCHEMA, RECORD.replace("RECORD", "FOO"), STATE], "type 'FOO'"),
+    ([RECORD, STATE], "before its SCHEMA"),
+    ([SCHEMA, RECORD.replace('"s"', '"t"'), STATE], "stream 't' before its SCHEMA"),
+    ([SCHEMA.replace(',"key_properties":["id"]', ""), RECORD, STATE], "key_properties"),
+    ([SCHEMA.replace('["id"]', '["nope"]'), RECORD, STATE], "'nope' is not in the schema"),
+    ([SCHEMA, RECORD.replace('"id":1', '"id":"1"'), STATE], "does not match the schema"),
+    ([SCHEMA, RECORD.replace("2026-01-01T00:00:00Z", "not-a-date"), STATE],
+     "does not match the schema"),
+    ([SCHEMA, RECORD.replace('"id":1,', ""), STATE], "without its key property 'id'"),
+    ([SCHEMA, '{"type":"RECORD","stream":"s"}', STATE], "RECORD without a record"),
+    ([SCHEMA, RECORD, '{"type":"STATE"}'], "STATE without a value"),
+    ([SCHEMA, RECORD], "does not end with a STATE"),
+    ([SCHEMA, STATE, RECORD], "does not end with a STATE"),
+    ([SCHEMA.replace('"type":"object",', ""), RECORD, STATE], "not an object schema"),
+    (['{"stream":"s"}', SCHEMA, RECORD, STATE], "type None"),
+])
+def test_the_singer_rules_catch_each_malformed_stream(lines: list[str], says: str) -> None:
+    assert singer_problems([SCHEMA, RECORD, STATE])[0] == []
+    problems = singer_problems(lines)[0]
+    assert any(says in p for p in problems), problems

@@ -14,7 +14,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-__all__ = ["airbyte_main", "singer_main"]
+from ._common import stop_on_signals
+
+__all__ = ["airbyte_main", "singer_main", "stop_on_signals"]
 
 LOG_LEVEL_VARIABLE = "PLUGIN_HOST_LOG_LEVEL"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Iterator, Mapping
@@ -31,7 +32,8 @@ from .._secrets import guarded, redactor
 from .._validation import join_path, schema_errors
 
 __all__ = ["Configured", "Emitter", "Stream", "checkpoint_bytes", "config_schema",
-           "drive", "load_config", "message_stdout", "read_json", "stream_of"]
+           "drive", "load_config", "message_stdout", "read_json", "stop_on_signals",
+           "stream_of"]
 
 ANY_RECORD: Mapping[str, Any] = {"type": "object", "additionalProperties": True}
 """The schema of an input that declares none: any JSON object."""
@@ -187,8 +189,8 @@ def drive(
             for page in source.read(checkpoint):
                 yield page
                 if stop.is_set():
-                    logging.getLogger("plugin_host.protocols").info(
-                        "stop requested: ending after the page in hand")
+                    logging.getLogger("plugin_host.protocols").warning(
+                        "stop requested: ended after the page in hand and its state")
                     return
         except StopRequested:
             return
@@ -196,20 +198,51 @@ def drive(
             source.close()
 
 
+def stop_on_signals() -> threading.Event:
+    """An event set by the first SIGTERM or SIGINT (the run ends after the page in hand and
+    its state); a second one interrupts. The handler only sets the event: it runs between
+    any two instructions of the main thread, which may be halfway through writing a line."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
 class Emitter:
     """Protocol messages onto the real stdout, whole lines, one writer at a time; a reader
-    that went away is a LocalStorageError (exit 5)."""
+    that went away is a LocalStorageError (exit 5). A write made while this thread is
+    writing already (a signal handler that logs, in the Airbyte mode) waits for the write
+    in hand to end, so that no line is ever split."""
 
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
         self._lock = threading.Lock()
+        self._writer: int | None = None
+        self._pending: list[bytes] = []
         self.broken = False
 
     def write(self, data: bytes) -> None:
         """Write ``data`` (whole lines) and flush it."""
+        if self._writer == threading.get_ident():
+            self._pending.append(data)
+            return
         with self._lock:
-            if self.broken:
-                return
+            self._writer = threading.get_ident()
+            try:
+                self._write(data)
+                while self._pending:
+                    self._write(self._pending.pop(0))
+            finally:
+                self._writer = None
+
+    def _write(self, data: bytes) -> None:
+        if not self.broken:
             try:
                 self._out.write(data)
                 self._out.flush()
