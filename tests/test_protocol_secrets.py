@@ -1,13 +1,14 @@
 """The API key never appears on stdout or stderr of the Singer and Airbyte modes, at any log
 level: every command of both, through the console scripts (``PLUGIN_HOST_LOG_LEVEL``), and
-at DEBUG through ``plugin-host --log-level`` as well, on success and through every failure an upstream or a config
-file can cause, ``--debug`` tracebacks included."""
+at DEBUG through ``plugin-host --log-level`` as well, on success and through every failure
+an upstream or a config file can cause (an upstream quoting the key back in its errors
+among them), ``--debug`` tracebacks included."""
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from protocol_support import (
     script,
     write_json,
 )
+from reliability.hostile_server import HostileServer, Reply, Request
 
 pytestmark = pytest.mark.reliability
 
@@ -37,6 +39,18 @@ def key() -> str:
 def emulator(key: str) -> Iterator[PostmanEmulator]:
     with PostmanEmulator(emulator_config(events=300, api_key=key)) as emu:
         yield emu
+
+
+def quoting(status: int) -> Callable[[Request], Reply]:
+    """An upstream answering ``status`` with the key it was sent in its error message."""
+    names = {401: "AuthenticationError", 403: "forbiddenError", 400: "invalidParamsError",
+             429: "serviceLimitExhausted"}
+
+    def answer(request: Request) -> Reply:
+        said = f"request with key {request.headers.get('x-api-key')} refused"
+        return Reply.json({"error": {"name": names[status], "message": said}}, status)
+
+    return answer
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -105,6 +119,17 @@ def test_the_key_is_never_printed_by_either_mode(
     emulator.config.fault_rate, emulator.config.faults = 1.0, ("500", "503", "reset")
     tap("--config", conf, code=4)
     source("read", "--config", conf, "--catalog", "catalog.json", code=4)
+
+    # an upstream that quotes the key it was sent back in its error text
+    for status, code in ((401, 3), (403, 3), (400, 4), (429, 4)):
+        with HostileServer(quoting(status)) as server:
+            quoted = write_json(tmp_path / "quoted.json", {
+                **json.loads(conf.read_text()), "base_url": server.url})
+            tap("--config", quoted, code=code)
+            source("check", "--config", quoted)
+            source("read", "--config", quoted, "--catalog", "catalog.json", code=code)
+            assert server.requests and all(r.headers.get("x-api-key") == key
+                                           for r in server.requests)
 
     assert len(texts) > (40 if level == "DEBUG" else 20)
     leaked = [text[:200] for text in texts if key in text]
