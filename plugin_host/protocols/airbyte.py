@@ -29,6 +29,7 @@ from .._exceptions import (
     UpstreamError,
     one_line,
 )
+from .._jsonl import dumps_each
 from .._manifest import documentation
 from .._registry import Registered
 from .._secrets import guarded, install_redaction, redactor
@@ -43,6 +44,7 @@ from ._common import (
     message_stdout,
     read_json,
     stream_of,
+    tune_collector,
 )
 
 __all__ = ["ACTIONS", "add_arguments", "catalog", "run", "spec", "state_checkpoint"]
@@ -229,6 +231,7 @@ def _read(registered: Registered, args: argparse.Namespace, out: Emitter,
     checkpoint = state_checkpoint(read_json(args.state, "state"), stream, args.state) \
         if incremental and args.state else None
     name = orjson.dumps(stream.name)
+    tune_collector()
     _status(out, name, "STARTED")
     try:
         _pages(configured, stream, name, checkpoint, out, stop)
@@ -244,7 +247,6 @@ def _pages(configured: Configured, stream: Stream, name: bytes,
     head = b'{"type":"RECORD","record":{"stream":' + name + b',"data":'
     state_head = (b'{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":'
                   b'{"name":' + name + b'},"stream_state":{"checkpoint":')
-    dumps = orjson.dumps
     running = False
     last: bytes | None = None
     for page in drive(configured, checkpoint, f"source-{configured.registered.name}", stop):
@@ -256,10 +258,9 @@ def _pages(configured: Configured, stream: Stream, name: bytes,
             _status(out, name, "RUNNING")
             running = True
         tail = b',"emitted_at":' + str(_now_ms()).encode() + b"}}\n"
-        lines = [head + dumps(record) + tail for record in records]
-        lines.append(state_head + state + b'}},"sourceStats":{"recordCount":'
-                     + str(float(len(records))).encode() + b"}}}\n")
-        out.write(b"".join(lines))
+        lines = head + (tail + head).join(dumps_each(records)) + tail if records else b""
+        out.write(lines + state_head + state + b'}},"sourceStats":{"recordCount":'
+                  + str(float(len(records))).encode() + b"}}}\n")
         last = state
     if last is None:  # a source always emits state, even with no records
         given = b"null" if checkpoint is None else checkpoint_bytes(checkpoint, configured)

@@ -22,6 +22,7 @@ import orjson
 
 from .. import __version__
 from .._exceptions import ConfigError
+from .._jsonl import dumps_each
 from .._registry import Registered
 from ._common import (
     Configured,
@@ -34,6 +35,7 @@ from ._common import (
     message_stdout,
     read_json,
     stream_of,
+    tune_collector,
 )
 
 __all__ = ["about", "add_arguments", "catalog", "run", "state_checkpoint"]
@@ -190,7 +192,7 @@ def sync(configured: Configured, stream: Stream, left_out: frozenset[str],
     out.message(schema_message)
     name = orjson.dumps(stream.name)
     head = b'{"type":"RECORD","stream":' + name + b',"record":'
-    dumps = orjson.dumps
+    between = b"}\n" + head
     sent = 0
     last: bytes | None = None
     for page in drive(configured, checkpoint, tap_name(configured.registered), stop):
@@ -200,9 +202,8 @@ def sync(configured: Configured, stream: Stream, left_out: frozenset[str],
             records = [{k: v for k, v in r.items() if k not in left_out} for r in records]
         if not records and state == last:
             continue
-        lines = [head + dumps(record) + b"}\n" for record in records]
-        lines.append(_state_line(name, state))
-        out.write(b"".join(lines))
+        lines = head + between.join(dumps_each(records)) + b"}\n" if records else b""
+        out.write(lines + _state_line(name, state))
         sent += len(records)
         last = state
     if last is None:  # no page: pass the state given on, so the target keeps it
@@ -229,6 +230,7 @@ def run(registered: Registered, args: argparse.Namespace, stop: threading.Event)
     if not selected:
         log.warning("the catalog does not select stream %s: nothing to sync", stream.name)
         return 0
+    tune_collector()
     with message_stdout() as out:
         sent = sync(configured, stream, left_out, checkpoint, out, stop)
     log.info("%s: %d records sent", stream.name, sent)
