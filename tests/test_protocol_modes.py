@@ -253,3 +253,21 @@ def test_the_singer_rules_catch_each_malformed_stream(lines: list[str], says: st
     assert singer_problems([SCHEMA, RECORD, STATE])[0] == []
     problems = singer_problems(lines)[0]
     assert any(says in p for p in problems), problems
+
+
+def test_records_orjson_refuses_are_printed_exactly_in_both_modes(
+    cli: Cli, tmp_path: Path
+) -> None:
+    huge = 2**70
+    records = [{"id": huge}, {"text": "a lone surrogate \ud800 and more"}, {"nested": [[[1]]]}]
+    conf = tmp_path / "echo.json"
+    conf.write_text(json.dumps({"records": records}), encoding="utf-8")
+    tap = cli("singer", "fixture_echo", "--config", conf)
+    assert tap.code == 0, tap.err
+    printed = [json.loads(line) for line in tap.out.splitlines()]
+    assert [m["record"] for m in printed if m["type"] == "RECORD"] == records
+    read = cli("airbyte", "fixture_echo", "read", "--config", conf, "--catalog", write_json(
+        tmp_path / "c.json", {"streams": [{"stream": {"name": "fixture_echo"}}]}))
+    assert read.code == 0, read.err
+    got = [json.loads(line) for line in read.out.splitlines()]
+    assert [m["record"]["data"] for m in got if m["type"] == "RECORD"] == records

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
 import os
 import signal
@@ -32,6 +33,7 @@ except ImportError:  # not on Windows
 
 from .._contract import InputContext, Page
 from .._exceptions import ConfigError, LocalStorageError, PluginHostError, StopRequested
+from .._jsonl import loads
 from .._manifest import EMPTY_OBJECT_SCHEMA, secret_names
 from .._pipeline import own_check_errors, with_defaults
 from .._registry import Registered
@@ -84,10 +86,11 @@ def read_json(path: str, what: str) -> Any:
         raise ConfigError(f"{path}: the {what} file cannot be read "
                           f"({exc.strerror or type(exc).__name__})") from None
     try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: the {what} file is not JSON ({exc.msg} at line "
-                          f"{exc.lineno}, column {exc.colno})") from None
+        return loads(data)  # integers beyond 64 bits kept exact
+    except (ValueError, UnicodeDecodeError) as exc:
+        reason = f"{exc.msg} at line {exc.lineno}, column {exc.colno}" if isinstance(
+            exc, json.JSONDecodeError) else "not UTF-8 text"
+        raise ConfigError(f"{path}: the {what} file is not JSON ({reason})") from None
 
 
 def config_schema(registered: Registered, secret_marks: Mapping[str, Any]) -> dict[str, Any]:
@@ -168,8 +171,6 @@ def checkpoint_bytes(checkpoint: Mapping[str, Any], configured: Configured) -> b
     try:
         data = orjson.dumps(checkpoint)
     except TypeError:  # keys that are not strings, integers beyond 64 bits
-        import json
-
         try:
             data = json.dumps(checkpoint, sort_keys=True, allow_nan=False).encode("utf-8")
         except (TypeError, ValueError) as exc:
