@@ -271,3 +271,42 @@ def test_records_orjson_refuses_are_printed_exactly_in_both_modes(
     assert read.code == 0, read.err
     got = [json.loads(line) for line in read.out.splitlines()]
     assert [m["record"]["data"] for m in got if m["type"] == "RECORD"] == records
+
+
+def test_the_postman_records_schema_fits_the_real_apis_sample() -> None:
+    from jsonschema import Draft202012Validator
+
+    from plugin_host import discover
+
+    schema = discover().input("postman_audit").manifest["records"]["schema"]
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    sample = Path(__file__).parent / "reference" / "postman_audit_logs.sample.ndjson"
+    trails = [t for line in sample.read_text().splitlines() if line.strip()
+              for t in json.loads(line)["trails"]]
+    assert len(trails) > 5
+    for trail in trails:
+        assert [e.message for e in validator.iter_errors(trail)] == [], trail["id"]
+    assert [e.message for e in validator.iter_errors({**trails[0], "id": "1"})]
+
+
+@pytest.mark.parametrize(("records", "says"), [
+    ({"schema": {"type": "object", "properties": {"id": {"type": "integer"}}}, "key": ["nope"]},
+     "$.records.key: 'nope' is not a property of $.records.schema"),
+    ({"schema": {"type": "object", "properties": {}}, "cursor": "at"},
+     "$.records.cursor: 'at' is not a property of $.records.schema"),
+    ({"schema": {"type": "array", "properties": {}}}, "$.records.schema.type"),
+    ({"schema": {"type": "object", "properties": {"id": {"type": "wrong"}}}},
+     "$.records.schema"),
+    ({"stream": "9 lives", "schema": {"type": "object", "properties": {}}}, "$.records.stream"),
+    ({"key": ["id"]}, "$.records.schema: is required"),
+])
+def test_a_records_section_that_does_not_hold_is_refused(records: dict[str, Any],
+                                                         says: str) -> None:
+    from plugin_host._manifest import manifest_errors
+
+    manifest = {"name": "x", "description": "x", "records": records, "settings": {
+        "type": "object", "properties": {}, "additionalProperties": False}}
+    errors = manifest_errors(manifest)
+    assert any(e.startswith(says) for e in errors), errors
+    del manifest["records"]
+    assert manifest_errors(manifest) == []
