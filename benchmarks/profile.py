@@ -37,7 +37,7 @@ PHASES = (
     ("output write(2)", re.compile(r"^JsonlOutput\._flush ")),
     ("checkpoint snapshot (orjson, secret scan)", re.compile(r"^_checked \(plugin_host/")),
     ("commit: fsync + SQLite state (either thread)", re.compile(
-        r"^(_drive\.<locals>\.commit|_Committer\._commit) ")),
+        r"^Committer\.(add|finish|_commit) \(plugin_host/_batch")),
     ("cursor: keys, timestamps, dedupe", re.compile(r"^SweepWalker\.page ")),
     ("cursor: checkpoint build", re.compile(r"^(SweepWalker\.(checkpoint|finish)|Cursor\.)")),
     ("HTTP: httpx/httpcore + socket wait", re.compile(r"^JsonHttpClient\._attempt ")),

@@ -27,6 +27,7 @@ from .hookspecs import hookimpl
 
 if _typing.TYPE_CHECKING:
     from ._contract import (
+        BackgroundSyncOutput,
         HasDemo,
         Input,
         InputContext,
@@ -34,12 +35,13 @@ if _typing.TYPE_CHECKING:
         OutputContext,
         Page,
         RunStats,
+        TransactionalOutput,
         ValidatesSettings,
     )
     from ._pipeline import Pipeline, load_pipeline
     from ._registry import Registry, discover
     from ._runner import CommitPolicy, RunSummary, run_once
-    from ._state import StateStore
+    from .state.sqlite import StateStore
 
 # Imported on first use, so that importing plugin_host (the pytest plugin does, in every
 # test run of an environment that has it) does not pay for jsonschema and SQLite.
@@ -47,10 +49,11 @@ _LAZY = {
     "Input": "._contract", "InputContext": "._contract", "Output": "._contract",
     "OutputContext": "._contract", "Page": "._contract", "RunStats": "._contract",
     "HasDemo": "._contract", "ValidatesSettings": "._contract",
+    "BackgroundSyncOutput": "._contract", "TransactionalOutput": "._contract",
     "Pipeline": "._pipeline", "load_pipeline": "._pipeline",
     "Registry": "._registry", "discover": "._registry",
     "CommitPolicy": "._runner", "RunSummary": "._runner", "run_once": "._runner",
-    "StateStore": "._state",
+    "StateStore": ".state.sqlite",
 }
 
 
@@ -70,6 +73,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AuthError",
+    "BackgroundSyncOutput",
     "CommitPolicy",
     "ConfigError",
     "HasDemo",
@@ -89,6 +93,7 @@ __all__ = [
     "RunSummary",
     "StateStore",
     "StopRequested",
+    "TransactionalOutput",
     "UpstreamError",
     "ValidatesSettings",
     "ValidationFailed",

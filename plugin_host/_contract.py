@@ -1,27 +1,35 @@
 """The contract between the host and its plugins: pages, the run context, the protocols.
 
 ``Input`` and ``Output`` are what every plugin class implements; ``ValidatesSettings`` and
-``HasDemo`` are optional extras the host uses when a class has them.
+``HasDemo`` are optional extras the host uses when a class has them, and
+``BackgroundSyncOutput`` and ``TransactionalOutput`` ones it uses when an output object has
+them. ``StateStore`` and ``Lease`` are what each state backend (``plugin_host.state``)
+implements: the host alone uses them, plugins never do.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 __all__ = [
+    "BackgroundSyncOutput",
     "HasDemo",
     "Input",
     "InputContext",
+    "Lease",
     "Output",
     "OutputContext",
     "Page",
     "RunStats",
+    "SavedState",
+    "StateStore",
+    "TransactionalOutput",
     "ValidatesSettings",
 ]
 
@@ -110,17 +118,31 @@ class InputContext:
             self.logger.warning("waiting %s: %s", duration(seconds), reason)
 
 
+def _never_fenced() -> None:
+    """The fence of a run no other run can take over (the SQLite store's lock)."""
+
+
 @dataclass
 class OutputContext:
     """What the host hands an output: the pipeline's name and folder, a logger, and the
     id and location of the state store that commits its positions (together they name
-    the pipeline an output file belongs to)."""
+    the pipeline an output file belongs to).
+
+    ``fence()`` raises ``Fenced`` (exit 6) once another run of the pipeline has taken its
+    lease over, and renews the lease otherwise: an output whose writes another run could
+    see calls it just before each write (under a lock that the other run's recovery takes
+    too, for a file), so a run that was frozen past its lease writes nothing once it wakes.
+    ``state_url`` is the state's PostgreSQL URL (a secret, redacted like one; "" for a
+    SQLite state), for an output that writes to the state's own database.
+    """
 
     pipeline_name: str
     base_dir: Path
     logger: logging.Logger
     state_id: str = ""
     state_location: str = ""
+    fence: Callable[[], None] = _never_fenced
+    state_url: str = field(default="", repr=False)
 
 
 @runtime_checkable
@@ -155,9 +177,8 @@ class Output(Protocol):
     ``position`` values are JSON-serializable and stored with the checkpoint in one
     transaction, so an output can cut a tail written after the last commit.
 
-    Optionally, ``written()`` (hand the buffer to the system, return the position) and
-    ``sync()`` (make everything written durable; called on another thread, beside
-    ``write``) split ``durable`` so that the host commits in the background.
+    Optionally, an output splits ``durable`` in two so that the host commits in the
+    background: see ``BackgroundSyncOutput``.
     """
 
     manifest: ClassVar[Mapping[str, Any]]
@@ -177,6 +198,19 @@ class Output(Protocol):
 
     def close(self) -> None:
         """Release the destination."""
+
+
+@runtime_checkable
+class BackgroundSyncOutput(Output, Protocol):
+    """An output that splits ``durable`` in two, so that the host syncs and commits on a
+    thread of its own while the next pages are written (``jsonl`` does)."""
+
+    def written(self) -> Mapping[str, Any] | None:
+        """Hand everything written so far to the system and return that position."""
+        ...
+
+    def sync(self) -> None:
+        """Make everything handed over durable; called on another thread, beside ``write``."""
 
 
 # -- Optional extras: a plugin class the host checks with ``isinstance(cls, Protocol)`` --------
@@ -210,4 +244,127 @@ class HasDemo(Protocol):
         self, folder: Path, events: int
     ) -> AbstractContextManager[tuple[Mapping[str, Any], Mapping[str, str]]]:
         """Start the emulator; yield the settings and secrets of a pipeline against it."""
+        ...
+
+
+@runtime_checkable
+class TransactionalOutput(Protocol):
+    """An output that writes its records in the state store's own transaction, so that a
+    page group's records and its checkpoint commit together or not at all (a PostgreSQL
+    output writing to the state's database).
+
+    When ``joins_state()`` is True after ``open`` and the store has
+    ``shared_transactions``, the host never calls ``durable``: each commit calls
+    ``store.commit(..., within=output.write_in)``, and the store calls
+    ``write_in(connection)`` inside its commit transaction, before the conditional update
+    of the checkpoint (which names the run's lease epoch). If that update finds the lease
+    taken over, the transaction rolls back: none of the records is written, and the run
+    ends with exit 6. ``write_in`` must not commit, roll back or close the connection.
+    """
+
+    def joins_state(self) -> bool:
+        """True when this run's records go through the state store's transaction."""
+        ...
+
+    def write_in(self, connection: Any) -> Mapping[str, Any] | None:
+        """Write every record buffered since the last commit through ``connection`` (a
+        psycopg connection, a transaction open); return the position to commit."""
+        ...
+
+
+# -- State stores: implemented by plugin_host.state's backends, used by the runner -------------
+
+
+@dataclass(frozen=True)
+class SavedState:
+    """A pipeline's committed state."""
+
+    name: str
+    input_type: str
+    checkpoint: Mapping[str, Any] | None
+    output: Mapping[str, Any] | None
+    commits: int
+    created_at: str
+    updated_at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The state as plain JSON-ready data."""
+        return {
+            "pipeline": self.name,
+            "input_type": self.input_type,
+            "checkpoint": self.checkpoint,
+            "output": self.output,
+            "commits": self.commits,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+@runtime_checkable
+class Lease(Protocol):
+    """A run's hold on its pipeline (and on its input's rate-limit key, if any).
+
+    ``epoch`` is the fencing token: a store commits only while the lease's epoch is the
+    latest. ``lost`` turns True once the store found another run holding it."""
+
+    epoch: int
+
+    @property
+    def lost(self) -> bool:
+        """True once another run took the lease over."""
+        ...
+
+    def check(self) -> None:
+        """Raise ``Fenced`` if another run took the lease over; else renew it."""
+        ...
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """Where checkpoints and output positions are committed, keyed by pipeline name.
+
+    ``id`` names the store for good (an output records it with its pipeline);
+    ``location`` says where it is, without a secret (a path, or a URL without password).
+    ``shared_transactions`` is True when ``commit(within=...)`` runs ``within`` in the
+    commit's own transaction (see ``TransactionalOutput``)."""
+
+    id: str
+    location: str
+    shared_transactions: bool
+
+    def load(self, name: str) -> SavedState | None:
+        """The committed state of pipeline ``name``, or None before its first commit."""
+        ...
+
+    def commit(
+        self,
+        name: str,
+        input_type: str,
+        checkpoint: Mapping[str, Any] | str | None,
+        output: Mapping[str, Any] | None,
+        *,
+        within: Callable[[Any], Mapping[str, Any] | None] | None = None,
+    ) -> None:
+        """Save the checkpoint and the output position together, atomically, under the
+        run's lease; ``Fenced`` if another run took the lease over."""
+        ...
+
+    def lease(
+        self, name: str, *, keys: Sequence[str] = (), on_lost: Callable[[], None] | None = None
+    ) -> AbstractContextManager[Lease]:
+        """Hold pipeline ``name`` (and each rate-limit key of ``keys``) for one run;
+        ``PipelineBusy`` (exit 6) naming the holder when another run has it. ``on_lost``
+        is called (from any thread) once another run takes the lease over."""
+        ...
+
+    def reset(self, name: str) -> bool:
+        """Delete pipeline ``name``'s state; True if there was any. Refused while it runs."""
+        ...
+
+    def names(self) -> list[str]:
+        """Every pipeline name with saved state."""
+        ...
+
+    def close(self) -> None:
+        """Release the store's connections."""
         ...

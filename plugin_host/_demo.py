@@ -23,6 +23,7 @@ from ._exceptions import ConfigError
 from ._pipeline import load_pipeline
 from ._registry import discover
 from ._runner import run_once
+from ._service import progress_line
 
 __all__ = ["run_demo"]
 
@@ -55,7 +56,9 @@ def run_demo(input_name: str, folder: Path, *, events: int = 5000) -> int:
         pipeline_path = folder / "pipeline.yaml"
         pipeline_path.write_text(yaml.safe_dump(doc, sort_keys=False))
         pipeline = load_pipeline(pipeline_path, registry)
-        summary = run_once(pipeline, progress=sys.stderr.isatty())
+        progress = sys.stderr.isatty()
+        with progress_line(progress):
+            summary = run_once(pipeline, progress=progress)
     out = folder / "events.jsonl"
     print(json.dumps({**summary.as_dict(), "output": str(out), "pipeline_file": str(pipeline_path)},
                      indent=2))

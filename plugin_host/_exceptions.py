@@ -8,7 +8,8 @@
     │   ├── QuotaExhausted (4: a quota that no retry can fix)
     │   └── ProtocolError (4: the upstream broke its own contract: loops, bad pages)
     ├── LocalStorageError (5: the output or state cannot be written or read)
-    ├── PipelineBusy (6: another run of the same pipeline holds the lock)
+    ├── PipelineBusy (6: another run of the same pipeline, or of its API key, holds the lock)
+    │   └── Fenced (6: another run took this run's lease over; this run wrote nothing more)
     └── StopRequested (0: SIGTERM/SIGINT arrived while waiting; the run ends cleanly)
 
 Messages are one human line that says what is wrong and what to do. They never
@@ -21,6 +22,7 @@ __all__ = [
     "AuthError",
     "ConfigError",
     "EXIT_CODES",
+    "Fenced",
     "LocalStorageError",
     "PipelineBusy",
     "PluginHostError",
@@ -88,9 +90,15 @@ class LocalStorageError(PluginHostError):
 
 
 class PipelineBusy(PluginHostError):
-    """Another run of the same pipeline holds its lock in the state store."""
+    """Another run of the same pipeline (or of a pipeline sharing its input's rate-limit
+    key) holds its lock or lease in the state store."""
 
     exit_code = 6
+
+
+class Fenced(PipelineBusy):
+    """Another run took this run's lease over (this one was frozen or cut off past it):
+    this run stops at once and writes nothing more."""
 
 
 class StopRequested(PluginHostError):
@@ -107,6 +115,8 @@ EXIT_CODES: dict[int, str] = {
     3: "authentication or permission refused by the upstream",
     4: "upstream unavailable or failing after retries, a quota exhausted, or an upstream "
     "breaking its own contract",
-    5: "local storage: the output or state cannot be written, or the state file is damaged",
-    6: "busy: another run of the same pipeline holds its lock",
+    5: "storage: the output or state cannot be written, the state file is damaged, or the "
+    "state database is unreachable, refuses or is newer",
+    6: "busy: another run of the same pipeline holds its lock or lease, or took this run's "
+    "lease over",
 }

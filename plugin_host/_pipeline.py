@@ -1,24 +1,21 @@
 """Pipeline files: parse, validate everything at once, resolve secrets and paths.
 
-A run may reuse an earlier validation: when the state remembers this pipeline's
-configuration fingerprint (the file's bytes, the input's and output's manifests, the
-pipeline schema and the host version), the JSON Schema checks of the file, the settings
-and the manifests are skipped. Everything that can change without the file changing is
-checked every time: secrets (resolved and checked against their schema), paths, and each
-input's and output's own ``validate_settings``.
+A run may reuse an earlier validation: when the validation cache (``_validation_cache``)
+knows this configuration, the JSON Schema checks of the file, the settings and the
+manifests are skipped. Everything that can change without the file changing is checked
+every time: secrets (resolved and checked against their schema), paths, and each input's
+and output's own ``validate_settings``.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import _validation_cache as validation_cache
 from ._contract import ValidatesSettings
 from ._exceptions import ConfigError, ValidationFailed
 from ._manifest import EMPTY_OBJECT_SCHEMA, secret_names
@@ -26,13 +23,13 @@ from ._paths import creatable_problem, resolve_path
 from ._registry import Registered, Registry
 from ._schemas import load_schema
 from ._secrets import redactor, resolve_secret
-from ._state import validated_fingerprint
 from ._validation import join_path, schema_errors
 from ._yaml import YamlError, load_yaml
 
 __all__ = ["DEFAULT_STATE_PATH", "Pipeline", "load_pipeline", "own_check_errors", "with_defaults"]
 
 DEFAULT_STATE_PATH = ".plugin-host/state.db"
+DEFAULT_LEASE_SECONDS = 30.0
 
 
 @dataclass
@@ -48,8 +45,10 @@ class Pipeline:
     output_settings: dict[str, Any]
     state_path: Path
     warnings: list[str] = field(default_factory=list)
-    fingerprint: str = ""  # of the configuration validated: file, manifests, host version
-    validation_reused: bool = False  # the schema checks were skipped: the state knew it
+    fingerprint: str = ""  # of the configuration validated (see _validation_cache)
+    validation_reused: bool = False  # the schema checks were skipped: the cache knew it
+    state_url: str = field(default="", repr=False)  # a PostgreSQL state: a secret
+    lease_seconds: float = DEFAULT_LEASE_SECONDS  # a PostgreSQL state's lease
 
     @property
     def base_dir(self) -> Path:
@@ -100,46 +99,12 @@ def _section(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def config_fingerprint(text: str, input_: Registered, output: Registered) -> str:
-    """The identity of a configuration for reusing its validation: the pipeline file's
-    text, the input's and output's manifests, the pipeline schema and the host version."""
-    digest = hashlib.sha256()
-    for part in ("plugin-host validation 1", __version__,
-                 json.dumps(load_schema("pipeline.schema.json"), sort_keys=True),
-                 input_.kind, json.dumps(input_.manifest, sort_keys=True, default=repr),
-                 output.kind, json.dumps(output.manifest, sort_keys=True, default=repr), text):
-        data = part.encode("utf-8", "surrogatepass")
-        digest.update(len(data).to_bytes(8, "big") + data)
-    return digest.hexdigest()
-
-
-def _reusable(
-    text: str, doc: Mapping[str, Any], input_doc: Mapping[str, Any],
-    output_doc: Mapping[str, Any], registry: Registry, state_path: Path,
-) -> tuple[Registered, Registered, str] | None:
-    """The input, output and fingerprint of a configuration the state says was validated
-    in full before, unchanged since; None when it must be validated now."""
-    name, input_type, output_type = doc.get("name"), input_doc.get("type"), output_doc.get("type")
-    if not (isinstance(name, str) and isinstance(input_type, str)
-            and isinstance(output_type, str)):
-        return None
-    registered_input = registry.unchecked("input", input_type)
-    registered_output = registry.unchecked("output", output_type)
-    if registered_input is None or registered_output is None:
-        return None
-    known = validated_fingerprint(state_path, name)
-    if known is None:
-        return None
-    current = config_fingerprint(text, registered_input, registered_output)
-    return (registered_input, registered_output, current) if current == known else None
-
-
 def load_pipeline(
     path: Path | str, registry: Registry, *, resolve: bool = True, reuse: bool = False
 ) -> Pipeline:
     """Load and validate a pipeline file; raise ValidationFailed listing every error.
 
-    With ``reuse``, a configuration the state remembers as validated skips the schema
+    With ``reuse``, a configuration the validation cache knows skips the schema
     checks (see the module's docstring); secrets and paths are checked all the same."""
     path = Path(path).expanduser().absolute()
     text, doc = _read(path)
@@ -151,12 +116,13 @@ def load_pipeline(
     state_doc = _section(doc, "state")
     state_value = state_doc.get("path", DEFAULT_STATE_PATH)
     state_path = resolve_path(str(state_value), base_dir)
-    known = (_reusable(text, doc, input_doc, output_doc, registry, state_path)
-             if reuse and resolve else None)
+    shared = "url" in state_doc  # a PostgreSQL state: no local file to remember validations
+    known = (validation_cache.reusable(text, doc, registry, state_path)
+             if reuse and resolve and not shared else None)
     errors = [] if known else schema_errors(load_schema("pipeline.schema.json"), doc)
 
     registered_input, settings = _component(
-        "input", input_doc, registry, base_dir, errors, known[0] if known else None)
+        "input", input_doc, registry, base_dir, errors, known.input if known else None)
     secrets: dict[str, str] = {}
     if registered_input is not None:
         secrets, secret_errors = _secrets(
@@ -170,9 +136,11 @@ def load_pipeline(
                     "file; prefer {env: NAME} or {file: path}"
                 )
     registered_output, output_settings = _component(
-        "output", output_doc, registry, base_dir, errors, known[1] if known else None)
+        "output", output_doc, registry, base_dir, errors, known.output if known else None)
 
-    if isinstance(state_value, str) and (problem := creatable_problem(state_path)):
+    state_url = _state_url(state_doc, base_dir, errors, warnings)
+    if not shared and isinstance(state_value, str) and (
+            problem := creatable_problem(state_path)):
         errors.append(f"$.state.path: {problem}")
 
     if errors:
@@ -188,10 +156,44 @@ def load_pipeline(
         output_settings=output_settings,
         state_path=state_path,
         warnings=warnings,
-        fingerprint=(known[2] if known else config_fingerprint(text, registered_input,
-                                                        registered_output)) if resolve else "",
+        fingerprint=(known.fingerprint if known else validation_cache.fingerprint(
+            text, registered_input, registered_output)) if resolve and not shared else "",
         validation_reused=known is not None,
+        state_url=state_url,
+        lease_seconds=float(state_doc.get("lease_seconds", DEFAULT_LEASE_SECONDS)),
     )
+
+
+def _state_url(
+    state_doc: Mapping[str, Any], base_dir: Path, errors: list[str], warnings: list[str]
+) -> str:
+    """The state's PostgreSQL URL, resolved like a secret (always: ``state`` commands need
+    it) and redacted from then on; "" for a SQLite state. Problems go to ``errors``."""
+    if "url" not in state_doc:
+        if "lease_seconds" in state_doc:
+            errors.append("$.state.lease_seconds: applies only to a state url (PostgreSQL); "
+                          "a SQLite state is locked by its running process")
+        return ""
+    if "path" in state_doc:
+        errors.append("$.state: takes path (a SQLite file) or url (a PostgreSQL database), "
+                      "not both")
+    ref = state_doc["url"]
+    if isinstance(ref, str):
+        warnings.append("$.state.url is written into the pipeline file (it may hold a "
+                        "password); prefer {env: NAME} or {file: path}")
+    try:
+        value = resolve_secret(ref, base_dir)
+    except ValueError as exc:
+        errors.append(f"$.state.url: {exc}")
+        return ""
+    from .state import _url
+
+    _url.register(value)
+    problem = _url.problem(value)
+    if problem:
+        errors.append(f"$.state.url: {problem}")
+        return ""
+    return value.strip()
 
 
 def _component(

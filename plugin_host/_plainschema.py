@@ -21,7 +21,9 @@ __all__ = ["verdict", "wellformed"]
 _TYPES = frozenset({"array", "boolean", "integer", "null", "number", "object", "string"})
 _ANNOTATIONS = frozenset({"title", "description", "default", "examples", "deprecated",
                           "readOnly", "writeOnly", "$comment", "$schema", "$id", "$defs",
-                          "x-expected"})  # x-expected: the words _validation says a rule in
+                          "x-expected", "x-rate-limit-key"})
+# x-expected: the words _validation says a rule in; x-rate-limit-key: a secret that an
+# upstream's rate limit counts (see plugin_host.state)
 _SCHEMA_LISTS = frozenset({"allOf", "anyOf", "oneOf"})
 _SUBSCHEMAS = frozenset({"additionalProperties", "items"})
 _COUNTS = frozenset({"minLength", "maxLength", "minItems", "maxItems"})
@@ -265,7 +267,7 @@ def _wellformed_keyword(key: str, value: Any, root: bool) -> bool:
         return isinstance(value, str)
     if key in ("enum", "examples"):
         return isinstance(value, list)
-    if key in ("deprecated", "readOnly", "writeOnly"):
+    if key in ("deprecated", "readOnly", "writeOnly", "x-rate-limit-key"):
         return isinstance(value, bool)
     if key == "$ref":
         return _REF.fullmatch(value) is not None if isinstance(value, str) else False

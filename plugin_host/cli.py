@@ -21,7 +21,15 @@ from ._pipeline import load_pipeline
 from ._registry import discover
 from ._runner import run_once
 from ._secrets import redactor
-from ._service import check_pipeline, run_forever, state_reset, state_show
+from ._service import (
+    check_pipeline,
+    check_state,
+    progress_line,
+    run_forever,
+    state_reset,
+    state_show,
+)
+from .state import store_location
 
 __all__ = ["main"]
 
@@ -31,7 +39,7 @@ COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
     "inputs": (0,),
     "spec": (0, 2),
     "validate": (0, 2),
-    "check": (0, 2, 3, 4),
+    "check": (0, 2, 3, 4, 5),
     "run": (0, 1, 2, 3, 4, 5, 6),
     "state show": (0, 2, 5),
     "state reset": (0, 2, 5, 6),
@@ -106,8 +114,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate, then make one authenticated call upstream."""
     pipeline = load_pipeline(args.pipeline, discover())
+    state = check_state(pipeline)
     check_pipeline(pipeline)
-    print(f"{pipeline.name}: configuration valid and {pipeline.input.name} reachable")
+    state = f", {state}" if state else ""
+    print(f"{pipeline.name}: configuration valid{state} and {pipeline.input.name} reachable")
     return 0
 
 
@@ -142,7 +152,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_forever(pipeline, args.interval, stop, progress=progress,
                     report=lambda s: print(s.line(), file=sys.stderr))
         return 0
-    summary = run_once(pipeline, stop_event=stop, progress=progress)
+    with progress_line(progress):
+        summary = run_once(pipeline, stop_event=stop, progress=progress)
     if not args.quiet:
         print(summary.line(), file=sys.stderr)
     return 0
@@ -155,10 +166,11 @@ def cmd_state(args: argparse.Namespace) -> int:
     if args.action == "show":
         _print_json(state_show(pipeline))
     else:
+        where = store_location(pipeline)
         if state_reset(pipeline):
-            print(f"{pipeline.name}: state cleared in {pipeline.state_path}; {AFTER_RESET}")
+            print(f"{pipeline.name}: state cleared in {where}; {AFTER_RESET}")
         else:
-            print(f"{pipeline.name}: state was already empty in {pipeline.state_path}")
+            print(f"{pipeline.name}: state was already empty in {where}")
     return 0
 
 

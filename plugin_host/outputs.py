@@ -5,13 +5,21 @@
 the file's durable length with each checkpoint, and ``open`` cuts any tail written
 after the last commit. A file belongs to one pipeline (``_ownership``): another
 pipeline's run is refused before anything is cut or written.
+
+With a state that another run can take over (PostgreSQL), each write to the file, and the
+cut at ``open``, hold the file's ``flock``; a write first checks the run's fence
+(``OutputContext.fence``) under that lock. So a run frozen past its lease writes nothing
+once it wakes, and a write that passed its fence before the freeze ends before the run
+that took over cuts the file back to the last commit.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -39,13 +47,15 @@ class StdoutOutput:
 
     def __init__(self, settings: Mapping[str, Any], context: OutputContext) -> None:
         self._stream = sys.stdout.buffer
+        self._fence = context.fence
 
     def open(self, committed: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
         """Nothing to recover: a stream cannot be cut back."""
         return None
 
     def write(self, records: Sequence[Mapping[str, Any]]) -> None:
-        """Write the records as JSON lines."""
+        """Write the records as JSON lines (none once the run's lease was taken over)."""
+        self._fence()
         try:
             self._stream.write(dumps_lines(records))
         except (BrokenPipeError, OSError) as exc:
@@ -98,6 +108,7 @@ class JsonlOutput:
     def __init__(self, settings: Mapping[str, Any], context: OutputContext) -> None:
         self.path = resolve_path(str(settings["path"]), context.base_dir)
         self._log = context.logger
+        self._fence = context.fence
         self._owner = Owner(context.pipeline_name, context.state_id,
                             context.state_location or "unknown")
         self._fd = -1
@@ -128,17 +139,41 @@ class JsonlOutput:
             existed = self.path.exists()
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             self._dir_synced = existed
-            size = os.fstat(self._fd).st_size
         except OSError as exc:
             raise self._fail("opened", exc) from None
-        offset = size
-        if committed and committed.get("path") == str(self.path):
-            offset = self._recover(size, int(committed.get("offset", 0)), held)
+        with self._locked():  # a frozen run's write in progress ends before the cut
+            try:
+                size = os.fstat(self._fd).st_size
+            except OSError as exc:
+                raise self._fail("opened", exc) from None
+            offset = size
+            if committed and committed.get("path") == str(self.path):
+                offset = self._recover(size, int(committed.get("offset", 0)), held)
         if not held:  # recorded once nothing can fail before the first write
             claim(self.path, self._owner)
         os.lseek(self._fd, offset, os.SEEK_SET)
         self._offset = offset
         return {"path": str(self.path), "offset": offset}
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the file's ``flock`` (a device or a pipe: nothing to hold)."""
+        if not self._regular:
+            yield
+            return
+        try:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._log.warning("waiting for another run's write to %s to end", self.path)
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            raise self._fail("locked", exc) from None
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def _recover(self, size: int, offset: int, held: bool) -> int:
         """Where writing resumes, given the file's size and the committed length."""
@@ -196,17 +231,21 @@ class JsonlOutput:
             self._flush()
 
     def _flush(self) -> None:
-        view = memoryview(self._buffer)
-        try:
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-                self._offset += written
-        except OSError as exc:
-            raise self._fail("written", exc) from None
-        finally:
-            view.release()
-            self._buffer = bytearray()
+        if not self._buffer:
+            return
+        with self._locked():
+            self._fence()  # under the lock: no other run cuts the file meanwhile
+            view = memoryview(self._buffer)
+            try:
+                while view:
+                    written = os.write(self._fd, view)
+                    view = view[written:]
+                    self._offset += written
+            except OSError as exc:
+                raise self._fail("written", exc) from None
+            finally:
+                view.release()
+                self._buffer = bytearray()
 
     def durable(self) -> Mapping[str, Any] | None:
         """Write out the buffer, fsync the file (and its folder once), return the length."""

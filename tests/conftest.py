@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 from helpers import FIXTURE_DISTS, GOOD_SRC, TOKEN_ENV, Venv, make_venv, pip_install
+from pg import Database, PostgresServer, PostgresUnavailable
 
 import plugin_host._demo
 import plugin_host.cli
@@ -88,3 +90,29 @@ def plugin_venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     venv = make_venv(tmp_path_factory.mktemp("plugin-venv") / "venv", inherit=True)
     pip_install(venv, "--no-deps", "--no-build-isolation", "--no-index", *FIXTURE_DISTS)
     return venv
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (initdb + pg_ctl in a temporary folder, on a
+    loopback port). Under CI=true a server that cannot start fails the test; elsewhere the
+    test is skipped with the reason (install Debian's postgresql package to run it)."""
+    try:
+        server = PostgresServer.start_new()
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+            pytest.fail(f"PostgreSQL is required under CI and could not start: {exc}")
+        pytest.skip(f"PostgreSQL could not start here: {exc}")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def pg_db(pg_server: PostgresServer) -> Database:
+    """A fresh database of the session's server, owned by a role of its own (its URL
+    carries that role's password), the server started again if a test stopped it."""
+    if not pg_server.running():
+        pg_server.start()
+    return pg_server.new_database()

@@ -56,9 +56,9 @@ def test_exit_codes_follow_the_exception_hierarchy() -> None:
     assert sorted(EXIT_CODES) == [0, 1, 2, 3, 4, 5, 6]
 
 
-# the exit codes each command gives in these tests
+# the exit codes each command gives in these tests (check's 5: test_state_postgres_cli.py)
 EXERCISED = {
-    "inputs": {0}, "spec": {0, 2}, "validate": {0, 2}, "check": {0, 2, 3, 4},
+    "inputs": {0}, "spec": {0, 2}, "validate": {0, 2}, "check": {0, 2, 3, 4, 5},
     "run": {0, 1, 2, 3, 4, 5, 6}, "state show": {0, 2, 5}, "state reset": {0, 2, 5, 6},
 }
 
@@ -91,9 +91,10 @@ def test_help_lists_every_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
         "  3  authentication or permission refused by the upstream\n"
         "  4  upstream unavailable or failing after retries, a quota exhausted, or an "
         "upstream breaking its own contract\n"
-        "  5  local storage: the output or state cannot be written, or the state file is "
-        "damaged\n"
-        "  6  busy: another run of the same pipeline holds its lock\n"
+        "  5  storage: the output or state cannot be written, the state file is damaged, or "
+        "the state database is unreachable, refuses or is newer\n"
+        "  6  busy: another run of the same pipeline holds its lock or lease, or took this "
+        "run's lease over\n"
     )
 
 
@@ -107,15 +108,18 @@ def test_a_commands_help_lists_its_own_exit_codes(capsys: pytest.CaptureFixture[
         "  3  authentication or permission refused by the upstream\n"
         "  4  upstream unavailable or failing after retries, a quota exhausted, or an "
         "upstream breaking its own contract\n"
+        "  5  storage: the output or state cannot be written, the state file is damaged, or "
+        "the state database is unreachable, refuses or is newer\n"
     )
     assert exit_code_block(help_text(capsys, "state")) == (
         "exit codes:\n"
         "  0  success\n"
         "  2  configuration error: the pipeline file, settings, secrets, saved state that "
         "does not fit them, or an output file that belongs to another pipeline\n"
-        "  5  local storage: the output or state cannot be written, or the state file is "
-        "damaged\n"
-        "  6  busy: another run of the same pipeline holds its lock (reset only)\n"
+        "  5  storage: the output or state cannot be written, the state file is damaged, or "
+        "the state database is unreachable, refuses or is newer\n"
+        "  6  busy: another run of the same pipeline holds its lock or lease, or took this "
+        "run's lease over (reset only)\n"
     )
     assert exit_code_block(help_text(capsys, "inputs")) == "exit codes:\n  0  success\n"
 

@@ -9,6 +9,7 @@ import plugin_host
 
 EXPECTED = [
     "AuthError",
+    "BackgroundSyncOutput",
     "CommitPolicy",
     "ConfigError",
     "HasDemo",
@@ -28,6 +29,7 @@ EXPECTED = [
     "RunSummary",
     "StateStore",
     "StopRequested",
+    "TransactionalOutput",
     "UpstreamError",
     "ValidatesSettings",
     "ValidationFailed",

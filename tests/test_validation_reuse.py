@@ -1,8 +1,8 @@
 """A run reuses the validation of a configuration its state remembers, and only that one.
 
 The JSON Schema checks of the pipeline file, the settings and the manifests are skipped when
-the state holds the fingerprint of the same file, manifests and host version; secrets, paths
-and each input's own checks run every time.
+the validation cache holds the fingerprint of the same file, manifests, host and jsonschema
+versions; secrets, paths and each input's own checks run every time.
 """
 
 from __future__ import annotations
@@ -11,14 +11,16 @@ import json
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from helpers import TOKEN_ENV, clean_env, pipeline_doc, read_jsonl, write_pipeline
 
-from plugin_host import Registry
-from plugin_host._pipeline import config_fingerprint, load_pipeline
-from plugin_host._state import StateStore, validated_fingerprint
+from plugin_host import Registry, _validation_cache
+from plugin_host._pipeline import load_pipeline
+from plugin_host._validation_cache import fingerprint, remember, remembered
+from plugin_host.state.sqlite import StateStore
 from plugin_host.testing import PluginObject
 
 Cli = Any
@@ -36,8 +38,7 @@ def test_a_second_run_reuses_the_validation_and_a_changed_file_is_validated_agai
     pipeline = _first_run(tmp_path, cli, settings={"total": 5})
     first = load_pipeline(pipeline, registry, reuse=True)
     assert first.validation_reused
-    assert validated_fingerprint(tmp_path / ".plugin-host" / "state.db", "counter") == (
-        first.fingerprint)
+    assert remembered(tmp_path / ".plugin-host" / "state.db", "counter") == first.fingerprint
 
     # the same file, one setting now out of range: the schema check runs and reports it
     write_pipeline(pipeline, settings={"total": -1})
@@ -74,13 +75,34 @@ def test_a_changed_manifest_changes_the_fingerprint(
 ) -> None:
     pipeline = load_pipeline(write_pipeline(tmp_path / "p.yaml"), registry)
     text = pipeline.path.read_text()
-    before = config_fingerprint(text, pipeline.input, pipeline.output)
+    before = fingerprint(text, pipeline.input, pipeline.output)
     assert before == pipeline.fingerprint
     changed = dict(pipeline.input.manifest, description="another")
     moved = type(pipeline.input)(**{**pipeline.input.__dict__, "manifest": changed})
-    assert config_fingerprint(text, moved, pipeline.output) != before
-    assert config_fingerprint(text + " ", pipeline.input, pipeline.output) != before
+    assert fingerprint(text, moved, pipeline.output) != before
+    assert fingerprint(text + " ", pipeline.input, pipeline.output) != before
     assert token not in before
+
+
+def test_another_jsonschema_version_validates_in_full(
+    tmp_path: Path, registry: Registry, cli: Cli, token: str, monkeypatch: Any
+) -> None:
+    """jsonschema decides what is valid: after an upgrade (or a downgrade) of it, the
+    configuration it accepted before is validated in full again, then remembered anew."""
+    pipeline = _first_run(tmp_path, cli)
+    assert load_pipeline(pipeline, registry, reuse=True).validation_reused
+    real = metadata.version
+    monkeypatch.setattr(_validation_cache.metadata, "version",
+                        lambda name: "0.0.1" if name == "jsonschema" else real(name))
+    _validation_cache.jsonschema_version.cache_clear()
+    try:
+        assert not load_pipeline(pipeline, registry, reuse=True).validation_reused
+        assert cli("run", pipeline).code == 0  # validated in full, remembered with 0.0.1
+        assert load_pipeline(pipeline, registry, reuse=True).validation_reused
+    finally:
+        monkeypatch.setattr(_validation_cache.metadata, "version", real)
+        _validation_cache.jsonschema_version.cache_clear()
+    assert not load_pipeline(pipeline, registry, reuse=True).validation_reused
 
 
 def test_a_reset_forgets_the_validation(
@@ -99,7 +121,7 @@ def test_validate_and_check_always_validate_in_full(
     assert not load_pipeline(pipeline, registry).validation_reused
     state = tmp_path / ".plugin-host" / "state.db"
     with StateStore(state) as store:
-        store.remember_validated("counter", "0" * 64)  # a fingerprint of something else
+        remember(store, "counter", "0" * 64)  # a fingerprint of something else
     assert not load_pipeline(pipeline, registry, reuse=True).validation_reused
 
 
@@ -149,3 +171,12 @@ def test_runs_of_a_plain_pipeline_do_not_load_jsonschema(tmp_path: Path) -> None
     assert seen == [[0, False], [0, False], [2, True]]
     assert "$.input.settings.page_size: must be at most 300" in done.stderr
     assert len(read_jsonl(tmp_path / "out.jsonl")) == 50
+
+
+def test_the_pipeline_loader_does_not_import_the_state_store() -> None:
+    """Step two of the road (load and validate) never reaches into step five (the state)."""
+    code = ("import sys, plugin_host._pipeline; "
+            "print(any(m.startswith('plugin_host.state.') for m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "False"

@@ -22,9 +22,9 @@ from .._pipeline import Pipeline, own_check_errors, with_defaults
 from .._registry import Registered
 from .._runner import CommitPolicy, RunSummary, run_once
 from .._secrets import redactor
-from .._state import StateStore
 from .._validation import schema_errors
 from ..hookspecs import hookimpl
+from ..state.sqlite import StateStore
 
 __all__ = [
     "KEEP",

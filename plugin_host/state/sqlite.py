@@ -2,9 +2,8 @@
 
 Each pipeline's row holds the input's last committed checkpoint and the output's
 durable position, written together in one transaction. A lock row per pipeline
-keeps two runs of the same pipeline apart. A ``validated`` row per pipeline holds the
-fingerprint of the configuration its last run validated in full (a hash of the pipeline
-file, the manifests and the host version; never of a secret). No secret is ever stored.
+keeps two runs of the same pipeline apart. No secret is ever stored. (The validation
+cache keeps a table of its own in the same file: see ``_validation_cache``.)
 """
 
 from __future__ import annotations
@@ -17,15 +16,15 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ._exceptions import LocalStorageError, PipelineBusy
+from .._contract import SavedState
+from .._exceptions import LocalStorageError, PipelineBusy
 
-__all__ = ["SCHEMA_VERSION", "SavedState", "StateStore", "validated_fingerprint"]
+__all__ = ["SCHEMA_VERSION", "SavedState", "StateStore"]
 
 SCHEMA_VERSION = 1
 
@@ -40,11 +39,6 @@ CREATE TABLE IF NOT EXISTS pipelines (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS validated (
-    name TEXT PRIMARY KEY,
-    fingerprint TEXT NOT NULL,
-    validated_at TEXT NOT NULL
-);
 CREATE TABLE IF NOT EXISTS locks (
     name TEXT PRIMARY KEY,
     pid INTEGER NOT NULL,
@@ -53,31 +47,6 @@ CREATE TABLE IF NOT EXISTS locks (
     acquired_at TEXT NOT NULL
 );
 """
-
-
-@dataclass(frozen=True)
-class SavedState:
-    """A pipeline's committed state."""
-
-    name: str
-    input_type: str
-    checkpoint: Mapping[str, Any] | None
-    output: Mapping[str, Any] | None
-    commits: int
-    created_at: str
-    updated_at: str
-
-    def as_dict(self) -> dict[str, Any]:
-        """The state as plain JSON-ready data."""
-        return {
-            "pipeline": self.name,
-            "input_type": self.input_type,
-            "checkpoint": self.checkpoint,
-            "output": self.output,
-            "commits": self.commits,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
 
 
 def _now() -> str:
@@ -129,29 +98,25 @@ def _create(path: Path) -> None:
                 leftover.unlink()
 
 
-def validated_fingerprint(path: Path, name: str) -> str | None:
-    """The fingerprint of pipeline ``name``'s last fully validated configuration, read
-    without creating or changing anything; None when there is none or it cannot be read."""
-    try:
-        if path.stat().st_size == 0:
-            return None
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    except (OSError, ValueError, sqlite3.Error):
-        return None
-    try:
-        row = db.execute("SELECT fingerprint FROM validated WHERE name = ?", (name,)).fetchone()
-    except sqlite3.Error:
-        return None
-    finally:
-        db.close()
-    return str(row[0]) if row else None
+class _ProcessLock:
+    """The lease of a SQLite state: the run's process lock. No other run can take it over
+    while the process lives, so it is never lost and its fence is a no-op."""
+
+    epoch = 0
+    lost = False
+
+    def check(self) -> None:
+        """Nothing to check: a live process keeps its lock."""
 
 
 class StateStore:
     """One SQLite state file. Use as a context manager, or call ``close``."""
 
+    shared_transactions = False
+
     def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
+        self.location = str(path)
         if not create and not path.exists():
             raise LocalStorageError(f"state file {path} does not exist (no run has saved state)")
         try:
@@ -256,9 +221,15 @@ class StateStore:
         input_type: str,
         checkpoint: Mapping[str, Any] | str | None,
         output: Mapping[str, Any] | None,
+        *,
+        within: Callable[[Any], Mapping[str, Any] | None] | None = None,
     ) -> None:
         """Save the checkpoint (a mapping, or its JSON text) and the output position
-        together, atomically."""
+        together, atomically. (``within`` is for a database shared with an output: never
+        here.)"""
+        if within is not None:
+            raise LocalStorageError("a SQLite state cannot commit an output's records in its "
+                                    "transaction")
         if checkpoint is None or isinstance(checkpoint, str):
             cp = checkpoint
         else:
@@ -277,14 +248,11 @@ class StateStore:
         except sqlite3.DatabaseError as exc:
             raise self._corrupt(exc) from None
 
-    def remember_validated(self, name: str, fingerprint: str) -> None:
-        """Record that pipeline ``name``'s configuration with ``fingerprint`` is valid."""
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        """Run one statement on the state file, for a neighbour that keeps a table of its
+        own in it (the validation cache); a failure is a LocalStorageError."""
         try:
-            self._db.execute(
-                "INSERT INTO validated VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
-                "fingerprint = excluded.fingerprint, validated_at = excluded.validated_at",
-                (name, fingerprint, _now()),
-            )
+            return self._db.execute(sql, args)
         except sqlite3.DatabaseError as exc:
             raise self._corrupt(exc) from None
 
@@ -292,17 +260,18 @@ class StateStore:
         """Delete pipeline ``name``'s state; True if there was any. Refused while it runs."""
         with self.lock(name):
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    cursor = self._db.execute("DELETE FROM pipelines WHERE name = ?", (name,))
-                    self._db.execute("DELETE FROM validated WHERE name = ?", (name,))
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
+                cursor = self._db.execute("DELETE FROM pipelines WHERE name = ?", (name,))
             except sqlite3.DatabaseError as exc:
                 raise self._corrupt(exc) from None
             return cursor.rowcount > 0
+
+    @contextlib.contextmanager
+    def lease(self, name: str, *, keys: Sequence[str] = (),
+              on_lost: Callable[[], None] | None = None) -> Iterator[_ProcessLock]:
+        """Hold pipeline ``name``'s run lock for one run (``lock``); rate-limit keys are not
+        leased in a SQLite state, which one machine's runs share."""
+        with self.lock(name):
+            yield _ProcessLock()
 
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
