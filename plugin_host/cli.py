@@ -277,12 +277,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME",
                    help="the input's name: lowercase letters, digits, underscores")
     p.add_argument("--dir", metavar="PATH", help="where to write it (default ./NAME)")
-    from .protocols import airbyte, singer
+    from .protocols._arguments import airbyte_arguments, singer_arguments
 
-    singer.add_arguments(add("singer", cmd_singer, "run an input as a Singer tap (SCHEMA, "
-                             "RECORD and STATE messages on stdout)"))
-    airbyte.add_arguments(add("airbyte", cmd_airbyte, "run an input as an Airbyte source "
-                              "(spec, check, discover, read)"))
+    singer_arguments(add("singer", cmd_singer, "run an input as a Singer tap (SCHEMA, RECORD "
+                         "and STATE messages on stdout)"))
+    airbyte_arguments(add("airbyte", cmd_airbyte, "run an input as an Airbyte source (spec, "
+                          "check, discover, read)"))
     return parser
 
 

@@ -11,10 +11,11 @@ STREAM state), emitted after the records of the page it covers. ``singer_main`` 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
-
-from ._common import stop_on_signals
+from typing import Any
 
 __all__ = ["airbyte_main", "singer_main", "stop_on_signals"]
 
@@ -42,3 +43,19 @@ def singer_main(input_name: str, argv: Sequence[str] | None = None) -> int:
 def airbyte_main(input_name: str, argv: Sequence[str] | None = None) -> int:
     """``plugin-host airbyte INPUT ARGV``: the body of an input's ``source-NAME`` script."""
     return _main("airbyte", input_name, argv)
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by the first SIGTERM or SIGINT (the run ends after the page in hand and
+    its state); a second one interrupts. The handler only sets the event: it runs between
+    any two instructions of the main thread, which may be halfway through writing a line."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop

@@ -15,7 +15,6 @@ import gc
 import json
 import logging
 import os
-import signal
 import stat
 import sys
 import threading
@@ -41,8 +40,8 @@ from .._secrets import guarded, redactor
 from .._validation import join_path, schema_errors
 
 __all__ = ["Configured", "Emitter", "Stream", "checkpoint_bytes", "config_schema",
-           "drive", "load_config", "message_stdout", "read_json", "stop_on_signals",
-           "stream_of", "tune_collector"]
+           "drive", "load_config", "message_stdout", "read_json", "stream_of",
+           "tune_collector"]
 
 ANY_RECORD: Mapping[str, Any] = {"type": "object", "additionalProperties": True}
 """The schema of an input that declares none: any JSON object."""
@@ -212,22 +211,6 @@ def drive(
             return
         finally:
             source.close()
-
-
-def stop_on_signals() -> threading.Event:
-    """An event set by the first SIGTERM or SIGINT (the run ends after the page in hand and
-    its state); a second one interrupts. The handler only sets the event: it runs between
-    any two instructions of the main thread, which may be halfway through writing a line."""
-    stop = threading.Event()
-
-    def handler(signum: int, frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return stop
 
 
 class Emitter:

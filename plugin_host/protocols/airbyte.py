@@ -47,31 +47,14 @@ from ._common import (
     tune_collector,
 )
 
-__all__ = ["ACTIONS", "add_arguments", "catalog", "run", "spec", "state_checkpoint"]
+__all__ = ["catalog", "run", "spec", "state_checkpoint"]
 
 log = logging.getLogger("plugin_host.protocols.airbyte")
 
-ACTIONS = ["spec", "check", "discover", "read"]
 SECRET_MARKS = {"airbyte_secret": True}
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 _LEVELS = {logging.CRITICAL: "FATAL", logging.ERROR: "ERROR", logging.WARNING: "WARN",
            logging.INFO: "INFO", logging.DEBUG: "DEBUG"}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``airbyte`` command's arguments."""
-    parser.add_argument("input", metavar="INPUT",
-                        help="an input's name, as `plugin-host inputs` lists it")
-    parser.add_argument("action", choices=ACTIONS,
-                        help="spec: the config's schema; check: validate the config and make "
-                             "one authenticated call; discover: the catalog; read: the records")
-    parser.add_argument("--config", metavar="FILE",
-                        help="a JSON object of the input's settings and secrets, by name")
-    parser.add_argument("--catalog", metavar="FILE",
-                        help="read: the configured catalog (the streams to read, each with "
-                             "its sync mode)")
-    parser.add_argument("--state", metavar="FILE",
-                        help="read: the state messages of the last read, to resume from")
 
 
 def _now_ms() -> int:
