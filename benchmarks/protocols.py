@@ -10,7 +10,8 @@ target-jsonl`` and through ``source-postman-audit read``, beside ``plugin-host r
 Each program is measured as in ``run.py`` (a fresh child of ``spawner.py``, its own CPU
 seconds and peak RSS); the pipeline's two sides are children of ``pipeline.py``, each
 reaped on its own, so the tap's figures are the tap's alone and target-jsonl's its own.
-The source writes its messages to a file. target-jsonl (0.1.4, from PyPI) is installed on
+The source writes its messages to a file, and so does the tap in a second measure (its CPU
+without a consumer beside it). target-jsonl (0.1.4, from PyPI) is installed on
 first use into a virtual environment in the system's temporary folder, unless
 ``--target-jsonl`` names one. Every run's records are checked against the emulator's ids,
 each exactly once; a run that fails the check is a NOTE and the script exits 1.
@@ -60,7 +61,7 @@ from harness import (  # noqa: E402
 TARGET_JSONL = "target-jsonl==0.1.4"
 FLOOR = 1.5
 SCRIPTS = Path(sysconfig.get_path("scripts"))
-KINDS = ("host", "bare", "tap", "source")
+KINDS = ("host", "bare", "tap", "tap_file", "source")
 
 
 def target_jsonl(given: Path | None) -> Path:
@@ -108,6 +109,7 @@ def run_tap(work: Path, url: str, start: datetime, page_size: int, target: Path,
         out = folder / "out" / "audit_logs.jsonl"
         tap, tgt = sides["tap"], sides["target"]
         return {"wall": sides["wall"], "cpu": tap["user"] + tap["system"],
+                "user": tap["user"], "system": tap["system"],
                 "rss_mib": tap["maxrss_kib"] / 1024, "target_cpu": tgt["user"] + tgt["system"],
                 "target_rss_mib": tgt["maxrss_kib"] / 1024, "lines": count_lines(out),
                 "problems": delivery_problems(out, expected)}
@@ -115,22 +117,26 @@ def run_tap(work: Path, url: str, start: datetime, page_size: int, target: Path,
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def run_source(work: Path, url: str, start: datetime, page_size: int,
-               expected: frozenset[int]) -> dict[str, Any]:
-    """``source-postman-audit read`` into a file in a fresh folder, its records checked."""
-    folder = Path(tempfile.mkdtemp(prefix="source-", dir=work))
+def run_to_file(work: Path, url: str, start: datetime, page_size: int,
+                expected: frozenset[int], mode: str) -> dict[str, Any]:
+    """``source-postman-audit read`` (``mode`` airbyte) or ``tap-postman-audit`` (singer)
+    writing its messages to a file in a fresh folder, its records checked."""
+    folder = Path(tempfile.mkdtemp(prefix=f"{mode}-", dir=work))
     try:
         write_config(folder, url, start, page_size)
         (folder / "catalog.json").write_text(json.dumps({"streams": [
             {"stream": {"name": "audit_logs"}, "sync_mode": "incremental"}]}))
         argv = [str(SCRIPTS / "source-postman-audit"), "read", "--config", "config.json",
-                "--catalog", "catalog.json"]
-        proc = checked(measure(argv, folder), "source-postman-audit read")
+                "--catalog", "catalog.json"] if mode == "airbyte" else [
+                str(SCRIPTS / "tap-postman-audit"), "--config", "config.json"]
+        proc = checked(measure(argv, folder), f"the {mode} mode")
         records = folder / "records.jsonl"
         with open(records, "w", encoding="utf-8") as out:
             for line in proc.stdout.splitlines():
                 if line.startswith('{"type":"RECORD"'):
-                    out.write(json.dumps(json.loads(line)["record"]["data"]) + "\n")
+                    record = json.loads(line)["record"]
+                    out.write(json.dumps(record["data"] if mode == "airbyte" else record)
+                              + "\n")
         found = asdict(proc)
         del found["stdout"]  # tens of MB of messages: not kept in the results
         return {**found, "lines": count_lines(records),
@@ -156,7 +162,8 @@ def backfills(args: argparse.Namespace, work: Path, target: Path) -> dict[str, l
                 return run_baseline(work, url, start, page, ids)
             if kind == "tap":
                 return run_tap(work, url, start, page, target, ids)
-            return run_source(work, url, start, page, ids)
+            return run_to_file(work, url, start, page, ids,
+                               "airbyte" if kind == "source" else "singer")
 
         for kind in KINDS:  # warm-up: page cache, .pyc files; not part of any figure
             one(kind)
@@ -185,15 +192,16 @@ def report(runs: dict[str, list[Any]], n: int) -> tuple[list[tuple[str, ...]], l
     names = {"bare": "bare loop (benchmarks/baseline.py)",
              "host": "plugin-host run (into jsonl)",
              "tap": "tap-postman-audit (into target-jsonl)",
+             "tap_file": "tap-postman-audit (to a file)",
              "source": "source-postman-audit read (to a file)"}
-    for kind in ("bare", "host", "tap", "source"):
+    for kind in ("bare", "host", "tap", "tap_file", "source"):
         rs = runs[kind]
         rows.append((names[kind], Stat([r["wall"] for r in rs]).fmt(2), cpu[kind].fmt(2),
                      ratio(cpu[kind].median, host), Stat([r["rss_mib"] for r in rs]).fmt(1)))
     taps = runs["tap"]
     rows.append(("target-jsonl (reading the tap)", "", Stat([r["target_cpu"] for r in taps])
                  .fmt(2), "", Stat([r["target_rss_mib"] for r in taps]).fmt(1)))
-    floor = {kind: cpu[kind].median / host for kind in ("tap", "source")}
+    floor = {kind: cpu[kind].median / host for kind in ("tap", "tap_file", "source")}
     return rows, notes, floor
 
 
@@ -234,9 +242,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(table(rows))
     print()
+    labels = {"tap": "tap (into target-jsonl)", "tap_file": "tap (to a file)",
+              "source": "source"}
     for kind, value in floor.items():
         verdict = "met" if value <= FLOOR else "MISSED"
-        print(f"floor: {kind} CPU / plugin-host run CPU = {value:.2f}× (≤ {FLOOR}×): {verdict}")
+        print(f"floor: {labels[kind]} CPU / plugin-host run CPU = {value:.2f}× "
+              f"(≤ {FLOOR}×): {verdict}")
     for note in notes:
         print(f"NOTE: {note}")
     if args.json:

@@ -37,13 +37,15 @@ def test_the_protocol_benchmark_runs_every_program_and_checks_each(
         cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for program in ("bare loop", "plugin-host run", "tap-postman-audit (into target-jsonl)",
-                    "source-postman-audit read", "target-jsonl (reading the tap)"):
+                    "tap-postman-audit (to a file)", "source-postman-audit read",
+                    "target-jsonl (reading the tap)"):
         assert f"| {program}" in done.stdout, done.stdout
-    assert "floor: tap CPU / plugin-host run CPU = " in done.stdout
+    assert "floor: tap (into target-jsonl) CPU / plugin-host run CPU = " in done.stdout
+    assert "floor: tap (to a file) CPU / plugin-host run CPU = " in done.stdout
     assert "floor: source CPU / plugin-host run CPU = " in done.stdout
     assert "NOTE:" not in done.stdout
     data = json.loads(results.read_text())
-    for kind in ("host", "bare", "tap", "source"):
+    for kind in ("host", "bare", "tap", "tap_file", "source"):
         (run,) = data["runs"][kind]
         assert run["lines"] == 3000 and run["problems"] == []
     assert data["runs"]["tap"][0]["target_cpu"] > 0
@@ -68,5 +70,5 @@ def test_a_run_that_loses_an_event_is_a_note_and_exit_1(
     monkeypatch.setattr(sys.modules["harness"], "delivery_problems", one_more)  # the others'
     assert bench.main(["--smoke", "--target-jsonl", str(target_jsonl)]) == 1
     out = capsys.readouterr().out
-    for kind in ("host", "bare", "tap", "source"):
+    for kind in ("host", "bare", "tap", "tap_file", "source"):
         assert f"NOTE: {kind}: 1 ids lost (e.g. -1)" in out
