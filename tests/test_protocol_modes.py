@@ -277,8 +277,10 @@ def test_the_postman_records_schema_fits_the_real_apis_sample() -> None:
     from jsonschema import Draft202012Validator
 
     from plugin_host import discover
+    from plugin_host._plainschema import wellformed
 
     schema = discover().input("postman_audit").manifest["records"]["schema"]
+    assert wellformed(schema)  # checked at discovery without importing jsonschema
     validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
     sample = Path(__file__).parent / "reference" / "postman_audit_logs.sample.ndjson"
     trails = [t for line in sample.read_text().splitlines() if line.strip()
