@@ -9,6 +9,8 @@ import json
 import random
 import signal
 import subprocess
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +37,7 @@ MODES = ["singer", "airbyte"]
 @pytest.fixture
 def emulator() -> Iterator[PostmanEmulator]:
     # every answer 20 ms late: a run of 40 pages takes long enough to be stopped midway
-    with PostmanEmulator(emulator_config(events=6000, faults=("delay",), fault_rate=1.0,
+    with PostmanEmulator(emulator_config(events=20000, faults=("delay",), fault_rate=1.0,
                                          delay_seconds=0.02)) as emu:
         yield emu
 
@@ -71,14 +73,14 @@ def parse(mode: str, lines: list[str]) -> tuple[list[int], list[int], Any]:
 
 
 def stopped_run(mode: str, folder: Path, state: Any, kind: str, count: int,
-                signum: int) -> tuple[int, list[str]]:
+                signum: int, pause: float = 0.0) -> tuple[int, list[str]]:
     """A run sent ``signum`` once it has printed ``count`` messages of ``kind`` (STATE or
-    RECORD): its exit code and its whole lines (a line cut by a kill is dropped, as a
-    client would fail on it)."""
+    RECORD) and its reader has stopped reading for ``pause`` seconds: its exit code and its
+    whole lines (a line cut by a kill is dropped, as a client would fail on it)."""
     child = subprocess.Popen([str(a) for a in argv(mode, folder, state)], cwd=folder,
-                             env=mode_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             stdin=subprocess.DEVNULL)
-    assert child.stdout is not None and child.stderr is not None
+                             env=mode_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    assert child.stdout is not None
     lines: list[bytes] = []
     seen = 0
     for line in child.stdout:
@@ -86,16 +88,25 @@ def stopped_run(mode: str, folder: Path, state: Any, kind: str, count: int,
         if line.startswith(b'{"type":"' + kind.encode() + b'"'):
             seen += 1
             if seen == count:
+                time.sleep(pause)
                 child.send_signal(signum)
                 break
-    try:
-        rest, _ = child.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
+    fired = threading.Event()
+
+    def kill() -> None:
+        fired.set()
         child.kill()
-        child.communicate()
-        pytest.fail(f"the {mode} run did not end within 60 s of signal {signum}")
-    lines += rest.splitlines(keepends=True)
-    return child.returncode, [x.decode() for x in lines if x.endswith(b"\n")]
+
+    hung = threading.Timer(60, kill)  # a run that does not end fails, never hangs the suite
+    hung.start()
+    try:
+        lines += child.stdout.read().splitlines(keepends=True)  # through the same buffer
+        code = child.wait()
+    finally:
+        hung.cancel()
+        child.stdout.close()
+    assert not fired.is_set(), f"the {mode} run did not end within 60 s of signal {signum}"
+    return code, [x.decode() for x in lines if x.endswith(b"\n")]
 
 
 def exactly(delivered: list[int], expected: list[int]) -> None:
@@ -109,8 +120,9 @@ def test_killed_runs_resumed_from_their_last_state_lose_nothing_and_repeat_only_
     emulator: PostmanEmulator, tmp_path: Path, mode: str
 ) -> None:
     start, truth = backfill_start(emulator)
-    # pages of 300 records are written in one call, but that is more than a pipe holds: a
-    # kill can land between a page's first records and its STATE
+    # a page and its STATE are written in one call; the reader pauses before each kill, so
+    # the pipe fills up and the tap is blocked halfway through writing a page: the kill
+    # lands between that page's first records and its STATE
     postman_config(tmp_path, emulator, start, page_size=300)
     rng = random.Random(f"{mode}-kills")
     kept: list[int] = []  # the records a client keeps: those its last STATE covers
@@ -119,7 +131,7 @@ def test_killed_runs_resumed_from_their_last_state_lose_nothing_and_repeat_only_
     state = None
     for _ in range(3):
         code, lines = stopped_run(mode, tmp_path, state, "RECORD", rng.randint(350, 1200),
-                                  signal.SIGKILL)
+                                  signal.SIGKILL, pause=0.5)
         assert code == -signal.SIGKILL
         before, after, last = parse(mode, lines)
         assert last is not None
