@@ -19,6 +19,7 @@ The plumbing is in ``harness.py``. Sections:
   ``add_events``), requests per run against ceil((new + lookback events) / page size) + 1.
 - start-up: from spawning the process to the emulator seeing its first request.
 - emulator alone: pages of 300 records per second served to a client that discards them.
+- ocsf: a backfill with ``transforms: [{type: ocsf}]`` beside the raw one (``bench_ocsf.py``).
 
 Each figure is the median of the repetitions, with (min-max) when there are several.
 Every run's output is checked against the emulator's event ids (each exactly once); a run
@@ -50,6 +51,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_ocsf import section_ocsf  # noqa: E402
 from harness import (  # noqa: E402
     API_KEY,
     DOC_RATE,
@@ -419,7 +421,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true",
                         help="every section on a few thousand events, once (checks the script)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
-    parser.add_argument("--sections", default="backfill,emulator,rate,steady,startup",
+    parser.add_argument("--sections", default="backfill,emulator,rate,steady,startup,ocsf",
                         help="which sections to run (default: all)")
     parser.add_argument("--page-size", type=int, default=300, help="backfill page size (300)")
     parser.add_argument("--rate-window", type=float, default=2.0,
@@ -429,11 +431,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--steady-days", type=int, default=2)
     parser.add_argument("--steady-runs", type=int, default=12)
     parser.add_argument("--emulator-seconds", type=float, default=2.0)
+    parser.add_argument("--ocsf-events", type=int, default=100_000)
     args = parser.parse_args(argv)
     if args.smoke:
         args.events, args.repeat = "2000,5000", 1
         args.rate_window, args.rate_events, args.rate_page_size = 0.5, 4000, 10
-        args.steady_days, args.steady_runs, args.emulator_seconds = 1, 3, 0.5
+        args.steady_days, args.steady_runs, args.emulator_seconds, args.ocsf_events = 1, 3, .5, 3000
     args.sizes = [int(x.replace("_", "")) for x in args.events.split(",") if x.strip()]
     args.sections = {s.strip() for s in args.sections.split(",") if s.strip()}
     if args.repeat < 1 or not args.sizes:
@@ -459,6 +462,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 section_steady(args, work, report)
             if "startup" in args.sections:
                 section_startup(args, work, report)
+            if "ocsf" in args.sections:
+                section_ocsf(args, work, report)
         finally:
             SPAWNER.close()
     took = time.monotonic() - began

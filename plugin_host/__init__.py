@@ -1,7 +1,8 @@
 """plugin-host: discover input plugins, validate pipelines, run incremental syncs exactly once.
 
-Plugin authors need only the names exported here, and ``plugin_host.testing`` (the kit for
-testing an input); see docs/writing-an-input.md.
+Plugin authors need only the names exported here, ``plugin_host.testing`` (the kit for
+testing an input) and, to ship an OCSF mapping, ``plugin_host.transforms.ocsf``; see
+docs/writing-an-input.md.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ if _typing.TYPE_CHECKING:
         Page,
         RunStats,
         TransactionalOutput,
+        Transform,
+        TransformContext,
         ValidatesSettings,
     )
     from ._pipeline import Pipeline, load_pipeline
@@ -50,6 +53,7 @@ _LAZY = {
     "OutputContext": "._contract", "Page": "._contract", "RunStats": "._contract",
     "HasDemo": "._contract", "ValidatesSettings": "._contract",
     "BackgroundSyncOutput": "._contract", "TransactionalOutput": "._contract",
+    "Transform": "._contract", "TransformContext": "._contract",
     "Pipeline": "._pipeline", "load_pipeline": "._pipeline",
     "Registry": "._registry", "discover": "._registry",
     "CommitPolicy": "._runner", "RunSummary": "._runner", "run_once": "._runner",
@@ -94,6 +98,8 @@ __all__ = [
     "StateStore",
     "StopRequested",
     "TransactionalOutput",
+    "Transform",
+    "TransformContext",
     "UpstreamError",
     "ValidatesSettings",
     "ValidationFailed",

@@ -1,10 +1,10 @@
 """The contract between the host and its plugins: pages, the run context, the protocols.
 
-``Input`` and ``Output`` are what every plugin class implements; ``ValidatesSettings`` and
-``HasDemo`` are optional extras the host uses when a class has them, and
-``BackgroundSyncOutput`` and ``TransactionalOutput`` ones it uses when an output object has
-them. ``StateStore`` and ``Lease`` are what each state backend (``plugin_host.state``)
-implements: the host alone uses them, plugins never do.
+``Input``, ``Output`` and ``Transform`` are what every plugin class implements;
+``ValidatesSettings`` and ``HasDemo`` are optional extras the host uses when a class has
+them, and ``BackgroundSyncOutput`` and ``TransactionalOutput`` ones it uses when an output
+object has them. ``StateStore`` and ``Lease`` are what each state backend
+(``plugin_host.state``) implements: the host alone uses them, plugins never do.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ __all__ = [
     "SavedState",
     "StateStore",
     "TransactionalOutput",
+    "Transform",
+    "TransformContext",
     "ValidatesSettings",
 ]
 
@@ -211,6 +213,39 @@ class BackgroundSyncOutput(Output, Protocol):
 
     def sync(self) -> None:
         """Make everything handed over durable; called on another thread, beside ``write``."""
+
+
+@dataclass(frozen=True)
+class TransformContext:
+    """What the host hands a transform: the pipeline's name, its input (name and class, so
+    a transform can use what the input ships, such as an OCSF mapping) and a logger."""
+
+    pipeline_name: str
+    input_name: str
+    input_class: type[Any]
+    logger: logging.Logger
+
+
+@runtime_checkable
+class Transform(Protocol):
+    """A step between the input and the output: each page's records, in order, become the
+    records the output receives. It is pure: the same records give the same result, it
+    never mutates the records it is given, and it writes no state (so the checkpoint and
+    exactly-once delivery are unchanged). One record may become zero, one or several.
+
+    Class attributes:
+        manifest: ``name``, ``description`` and ``settings`` (JSON Schema); no secrets.
+    """
+
+    manifest: ClassVar[Mapping[str, Any]]
+
+    def __init__(self, settings: Mapping[str, Any], context: TransformContext) -> None:
+        """Raise ``ConfigError`` when the settings or the pipeline's input do not fit: the
+        host builds each transform when it validates a pipeline, so ``validate`` says it."""
+
+    def apply(self, records: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
+        """The records of one page, transformed, in order."""
+        ...
 
 
 # -- Optional extras: a plugin class the host checks with ``isinstance(cls, Protocol)`` --------

@@ -28,8 +28,9 @@ from ._service import progress_line
 __all__ = ["run_demo"]
 
 
-def run_demo(input_name: str, folder: Path, *, events: int = 5000) -> int:
-    """Run ``input_name`` against its emulator, write JSON lines to ``folder``, print a summary."""
+def run_demo(input_name: str, folder: Path, *, events: int = 5000, ocsf: bool = False) -> int:
+    """Run ``input_name`` against its emulator, write JSON lines to ``folder``, print a summary;
+    with ``ocsf``, through the ``ocsf`` transform (OCSF events, by the input's mapping)."""
     registry = discover()
     registered = registry.input(input_name)
     cls = registered.cls
@@ -53,6 +54,8 @@ def run_demo(input_name: str, folder: Path, *, events: int = 5000) -> int:
             "output": {"type": "jsonl", "settings": {"path": "events.jsonl"}},
             "state": {"path": "state.db"},
         }
+        if ocsf:
+            doc["transforms"] = [{"type": "ocsf"}]
         pipeline_path = folder / "pipeline.yaml"
         pipeline_path.write_text(yaml.safe_dump(doc, sort_keys=False))
         pipeline = load_pipeline(pipeline_path, registry)

@@ -25,6 +25,7 @@ from ._schemas import load_schema
 from ._secrets import redactor, resolve_secret
 from ._validation import join_path, schema_errors
 from ._yaml import YamlError, load_yaml
+from .transforms.chain import TransformChain, load_transforms
 
 __all__ = ["DEFAULT_STATE_PATH", "Pipeline", "load_pipeline", "own_check_errors", "with_defaults"]
 
@@ -49,6 +50,7 @@ class Pipeline:
     validation_reused: bool = False  # the schema checks were skipped: the cache knew it
     state_url: str = field(default="", repr=False)  # a PostgreSQL state: a secret
     lease_seconds: float = DEFAULT_LEASE_SECONDS  # a PostgreSQL state's lease
+    transforms: TransformChain = field(default_factory=TransformChain)  # input → output
 
     @property
     def base_dir(self) -> Path:
@@ -138,6 +140,8 @@ def load_pipeline(
     registered_output, output_settings = _component(
         "output", output_doc, registry, base_dir, errors, known.output if known else None)
 
+    transforms = load_transforms(doc.get("transforms"), registry, registered_input,
+                                 str(doc.get("name")), base_dir, errors)
     state_url = _state_url(state_doc, base_dir, errors, warnings)
     if not shared and isinstance(state_value, str) and (
             problem := creatable_problem(state_path)):
@@ -159,6 +163,7 @@ def load_pipeline(
         fingerprint=(known.fingerprint if known else validation_cache.fingerprint(
             text, registered_input, registered_output)) if resolve and not shared else "",
         validation_reused=known is not None,
+        transforms=transforms,
         state_url=state_url,
         lease_seconds=float(state_doc.get("lease_seconds", DEFAULT_LEASE_SECONDS)),
     )

@@ -3,8 +3,9 @@
 A plugin that fails to import, uses an unknown hook, or registers a bad manifest is
 recorded with its distribution's name and does not stop the others. Manifests are
 checked against the meta-schema when the registry is first read (``inputs``, ``outputs``,
-``failures``, ``input()``, ``output()``), so that a run whose configuration was validated
-before (``unchecked``) needs no JSON Schema validator at all.
+``transforms``, ``failures``, ``input()``, ``output()``, ``transform()``), so that a run
+whose configuration was validated before (``unchecked``) needs no JSON Schema validator at
+all.
 
 Environment switches, for debugging:
     PLUGIN_HOST_LOAD_PLUGINS     comma-separated entry-point names: load only these
@@ -32,9 +33,9 @@ ENTRY_POINT_GROUP = "plugin_host"
 
 @dataclass(frozen=True)
 class Registered:
-    """One registered input or output, with where it came from."""
+    """One registered input, output or transform, with where it came from."""
 
-    kind: str  # "input" or "output"
+    kind: str  # "input", "output" or "transform"
     name: str
     cls: type[Any]
     manifest: Mapping[str, Any]
@@ -80,6 +81,7 @@ class Registry:
         self._pm.add_hookspecs(hookspecs)
         self._inputs: dict[str, Registered] = {}
         self._outputs: dict[str, Registered] = {}
+        self._transforms: dict[str, Registered] = {}
         self._failures: list[LoadFailure] = []
         self._pending: list[_Pending] = []  # registered, manifest not checked yet
 
@@ -94,6 +96,12 @@ class Registry:
         """Every output whose manifest is valid, by name."""
         self._settle()
         return self._outputs
+
+    @property
+    def transforms(self) -> dict[str, Registered]:
+        """Every transform whose manifest is valid, by name."""
+        self._settle()
+        return self._transforms
 
     @property
     def failures(self) -> list[LoadFailure]:
@@ -118,6 +126,7 @@ class Registry:
         for kind, hook in (
             ("input", self._pm.hook.plugin_host_register_inputs),
             ("output", self._pm.hook.plugin_host_register_outputs),
+            ("transform", self._pm.hook.plugin_host_register_transforms),
         ):
             for impl in hook.get_hookimpls():
                 if impl.plugin is plugin:
@@ -129,7 +138,7 @@ class Registry:
         plugin = self._pm.get_plugin(name)
         if plugin is not None:
             self._pm.unregister(plugin)
-        for table in (self._inputs, self._outputs):
+        for table in (self._inputs, self._outputs, self._transforms):
             for key in [k for k, r in table.items() if r.plugin == name]:
                 del table[key]
         self._pending = [r for r in self._pending if r.plugin != name]
@@ -162,14 +171,14 @@ class Registry:
     def _admit(self, entry: _Pending) -> None:
         kind, manifest = entry.kind, entry.manifest
         errors = manifest_errors(manifest)
-        if kind == "output" and isinstance(manifest, Mapping) and manifest.get("secrets"):
-            errors.append("$.secrets: outputs take settings only")
+        if kind != "input" and isinstance(manifest, Mapping) and manifest.get("secrets"):
+            errors.append(f"$.secrets: {kind}s take settings only")
         label = getattr(entry.cls, "__name__", repr(entry.cls))
         if errors:
             raise ConfigError(f"{kind} {label} has an invalid manifest: " + "; ".join(errors))
         registered = entry.registered()
         assert registered is not None
-        table = self._inputs if kind == "input" else self._outputs
+        table = self._table(kind)
         if registered.name in table:
             other = table[registered.name]
             raise ConfigError(
@@ -181,12 +190,16 @@ class Registry:
         """The one input or output registered as ``name``, its manifest not checked: for a
         configuration validated before, whose fingerprint covers the manifest. None when
         there is none, or more than one."""
-        table = self._inputs if kind == "input" else self._outputs
+        table = self._table(kind)
         found = [r for e in self._pending
                  if e.kind == kind and (r := e.registered()) is not None and r.name == name]
         if name in table:
             found.append(table[name])
         return found[0] if len(found) == 1 else None
+
+    def _table(self, kind: str) -> dict[str, Registered]:
+        return {"input": self._inputs, "output": self._outputs,
+                "transform": self._transforms}[kind]
 
     def input(self, name: str) -> Registered:
         """The registered input called ``name``, or a ConfigError naming the known ones."""
@@ -195,6 +208,10 @@ class Registry:
     def output(self, name: str) -> Registered:
         """The registered output called ``name``, or a ConfigError naming the known ones."""
         return self._lookup(self.outputs, "output", name)
+
+    def transform(self, name: str) -> Registered:
+        """The registered transform called ``name``, or a ConfigError naming the known ones."""
+        return self._lookup(self.transforms, "transform", name)
 
     @staticmethod
     def _lookup(table: Mapping[str, Registered], kind: str, name: str) -> Registered:

@@ -194,7 +194,7 @@ def _drive(
             # A snapshot, taken before the records are written: an input may reuse the
             # same mapping and advance it before its next page (or before failing).
             checked = _checked(page.checkpoint, pipeline)
-            records = page.records
+            records = pipeline.transforms.apply(page.records)
             if records:
                 output.write(records)
             summary.records += len(records)

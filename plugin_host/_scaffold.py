@@ -3,8 +3,12 @@
 The templates are package data under ``plugin_host/templates/new_input/`` with a
 ``.tmpl`` suffix (so neither pytest nor ruff picks them up), rendered with
 ``string.Template``: ``${name}``, ``${class_name}``, ``${dist_name}``, ``${title}``,
-``${env_name}`` and ``${host_version}``. The ``package/`` folder becomes ``NAME/``, and
-``gitignore`` becomes ``.gitignore`` (package data leaves out names that start with a dot).
+``${env_name}``, ``${host_version}``, ``${transform_name}``, ``${transform_class}``,
+``${plugin_hooks}`` and ``${transform_rows}`` (the README's words for either). The
+``package/`` folder becomes ``NAME/``, and ``gitignore`` becomes ``.gitignore`` (package data
+leaves out names that start with a dot). With ``--transform``, the files of
+``templates/new_input_transform/`` are written too (its ``plugin.py`` in place of the plain
+one): a transform, ``NAME_fields``, registered beside the input, with its tests.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ __all__ = ["NAME_PATTERN", "Scaffold", "check_name", "new_input"]
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 TEMPLATE_ROOT = "templates/new_input"
+TRANSFORM_ROOT = "templates/new_input_transform"
 SUFFIX = ".tmpl"
 RENAMED = {"package": None, "gitignore": ".gitignore"}  # None: the input's name
 
@@ -38,11 +43,14 @@ class Scaffold:
     folder: Path
     files: list[Path]
     distribution: str
+    transform: bool = False
 
     def next_steps(self) -> str:
         """The commands from here to a discovered input passing the contract suite."""
+        made = f"input {self.name}" + (f" and transform {self.name}_fields"
+                                       if self.transform else "")
         return "\n".join([
-            f"created input {self.name} ({self.distribution}) in {self.folder}",
+            f"created {made} ({self.distribution}) in {self.folder}",
             "next, in the virtual environment where plugin-host is installed:",
             f"  cd {self.folder}",
             "  pip install -e .            # every command from here runs in this folder",
@@ -73,15 +81,24 @@ def check_name(name: str) -> None:
         )
 
 
-def _values(name: str) -> dict[str, str]:
+def _values(name: str, transform: bool) -> dict[str, str]:
     words = name.split("_")
+    rows = (f"\n| `{name}/transform.py` | `{name}_fields`, a transform: keeps the fields its "
+            "settings name |\n| `tests/test_transform.py` | the transform: discovered, "
+            "validated, run in a pipeline |")
     return {
+        "plugin_hooks": ("`plugin_host_register_inputs` and `plugin_host_register_transforms` "
+                         "hook implementations" if transform
+                         else "`plugin_host_register_inputs` hook implementation"),
+        "transform_rows": rows if transform else "",
         "name": name,
         "class_name": "".join(w.capitalize() for w in words if w) + "Input",
         "dist_name": "plugin-host-" + name.replace("_", "-"),
         "title": " ".join(w.capitalize() for w in words if w),
         "env_name": name.upper(),
         "host_version": __version__,
+        "transform_name": f"{name}_fields",
+        "transform_class": "".join(w.capitalize() for w in words if w) + "FieldsTransform",
     }
 
 
@@ -96,19 +113,25 @@ def _templates(folder: Traversable, prefix: tuple[str, ...] = ()) -> list[tuple[
     return found
 
 
-def new_input(name: str, folder: Path | None = None) -> Scaffold:
-    """Write input ``name`` into ``folder`` (default ``./name``); refuse a non-empty folder."""
+def new_input(name: str, folder: Path | None = None, *, transform: bool = False) -> Scaffold:
+    """Write input ``name`` into ``folder`` (default ``./name``), with a transform beside it
+    when ``transform``; refuse a non-empty folder."""
     check_name(name)
+    if transform and len(name) > 56:
+        raise ConfigError(f"input name {name!r} is too long for its transform's name "
+                          f"{name}_fields (at most 63 characters); choose a shorter one")
     folder = (folder if folder is not None else Path(name)).expanduser().absolute()
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{folder} exists and is not a folder")
     if folder.is_dir() and any(folder.iterdir()):
         raise ConfigError(f"{folder} is not empty; give an empty or new folder with --dir")
-    values = _values(name)
-    root = resources.files("plugin_host").joinpath(TEMPLATE_ROOT)
+    values = _values(name, transform)
+    templates = dict(_templates(resources.files("plugin_host").joinpath(TEMPLATE_ROOT)))
+    if transform:  # its files beside the input's, its plugin.py in place of the plain one
+        templates.update(_templates(resources.files("plugin_host").joinpath(TRANSFORM_ROOT)))
     written: list[Path] = []
     try:
-        for parts, template in _templates(root):
+        for parts, template in sorted(templates.items(), key=lambda item: item[0]):
             first = RENAMED.get(parts[0], parts[0]) or name
             relative = Path(first, *parts[1:])
             text = string.Template(template.read_text(encoding="utf-8")).substitute(values)
@@ -120,4 +143,4 @@ def new_input(name: str, folder: Path | None = None) -> Scaffold:
         raise ConfigError(
             f"cannot write the new input into {folder} ({exc.strerror or exc})"
         ) from None
-    return Scaffold(name, folder, written, values["dist_name"])
+    return Scaffold(name, folder, written, values["dist_name"], transform)

@@ -59,7 +59,7 @@ def _print_json(data: Any) -> None:
 
 
 def cmd_inputs(args: argparse.Namespace) -> int:
-    """List discovered inputs and outputs, and plugins that failed to load."""
+    """List discovered inputs, outputs and transforms, and plugins that failed to load."""
     registry = discover()
     if args.json:
         _print_json({
@@ -70,6 +70,9 @@ def cmd_inputs(args: argparse.Namespace) -> int:
             ],
             "outputs": [{"name": r.name, "distribution": r.distribution}
                         for r in registry.outputs.values()],
+            "transforms": [{"name": r.name, "version": r.version, "distribution": r.distribution,
+                            "description": r.manifest.get("description", "")}
+                           for r in registry.transforms.values()],
             "failures": [{"plugin": f.plugin, "distribution": f.distribution,
                           "reason": f.reason} for f in registry.failures],
         })
@@ -77,9 +80,10 @@ def cmd_inputs(args: argparse.Namespace) -> int:
     print("inputs:")
     for r in sorted(registry.inputs.values(), key=lambda r: r.name):
         print(f"  {r.name:<20} {r.version:<10} {r.distribution}")
-    print("outputs:")
-    for r in sorted(registry.outputs.values(), key=lambda r: r.name):
-        print(f"  {r.name:<20} {r.version:<10} {r.distribution}")
+    for title, table in (("outputs", registry.outputs), ("transforms", registry.transforms)):
+        print(f"{title}:")
+        for r in sorted(table.values(), key=lambda r: r.name):
+            print(f"  {r.name:<20} {r.version:<10} {r.distribution}")
     if registry.failures:
         print("failed to load:")
         for f in registry.failures:
@@ -107,7 +111,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(args.pipeline, discover())
     for warning in pipeline.warnings:
         log.warning("%s", warning)
-    print(f"{pipeline.path}: valid (input {pipeline.input.name}, output {pipeline.output.name})")
+    steps = "".join(f", transform {name}" for name in pipeline.transforms.names)
+    print(f"{pipeline.path}: valid (input {pipeline.input.name}{steps}, "
+          f"output {pipeline.output.name})")
     return 0
 
 
@@ -178,14 +184,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Start an input's bundled emulator, run a pipeline against it and print a summary."""
     from ._demo import run_demo
 
-    return run_demo(args.input, Path(args.dir), events=args.events)
+    return run_demo(args.input, Path(args.dir), events=args.events, ocsf=args.ocsf)
 
 
 def cmd_new_input(args: argparse.Namespace) -> int:
     """Write a new input, as its own distribution, from the bundled template."""
     from ._scaffold import new_input
 
-    scaffold = new_input(args.name, Path(args.dir) if args.dir else None)
+    scaffold = new_input(args.name, Path(args.dir) if args.dir else None,
+                         transform=args.transform)
     print(scaffold.next_steps())
     return 0
 
@@ -245,7 +252,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="the pipeline file (YAML); relative paths in it are taken from "
                             "its folder")
 
-    p = add("inputs", cmd_inputs, "list discovered inputs, outputs and load failures")
+    p = add("inputs", cmd_inputs,
+            "list discovered inputs, outputs, transforms and load failures")
     p.add_argument("--json", action="store_true",
                    help="print JSON, with each input's description")
     add("spec", cmd_spec, "print an input's manifest as JSON").add_argument(
@@ -272,11 +280,17 @@ def _parser() -> argparse.ArgumentParser:
                         "its previous events and state are removed (default demo-output)")
     p.add_argument("--events", type=int, default=5000, metavar="N",
                    help="how many events the emulator holds (default 5000)")
+    p.add_argument("--ocsf", action="store_true",
+                   help="write OCSF events, through the ocsf transform and the input's "
+                        "mapping, instead of the events as the input reads them")
     p = add("new-input", cmd_new_input,
             "write a new input (a distribution with tests) from the template")
     p.add_argument("name", metavar="NAME",
                    help="the input's name: lowercase letters, digits, underscores")
     p.add_argument("--dir", metavar="PATH", help="where to write it (default ./NAME)")
+    p.add_argument("--transform", action="store_true",
+                   help="add a transform beside the input (NAME_fields, keeping the fields "
+                        "its settings name), registered and tested")
     from .protocols._arguments import airbyte_arguments, singer_arguments
 
     singer_arguments(add("singer", cmd_singer, "run an input as a Singer tap (SCHEMA, RECORD "

@@ -1,11 +1,11 @@
-"""The hooks a plugin implements to add inputs and outputs to plugin-host.
+"""The hooks a plugin implements to add inputs, outputs and transforms to plugin-host.
 
 A plugin is a module named by an entry point in the ``plugin_host`` group::
 
     [project.entry-points."plugin_host"]
     my_input = "my_package.plugin"
 
-and that module implements one or both hooks with the ``hookimpl`` marker::
+and that module implements one or more of the hooks with the ``hookimpl`` marker::
 
     from plugin_host import hookimpl
 
@@ -26,7 +26,7 @@ from typing import Any
 import pluggy
 
 __all__ = ["PROJECT", "hookimpl", "hookspec", "plugin_host_register_inputs",
-           "plugin_host_register_outputs"]
+           "plugin_host_register_outputs", "plugin_host_register_transforms"]
 
 PROJECT = "plugin_host"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -55,6 +55,18 @@ def plugin_host_register_outputs(register: Callable[[type[Any]], None]) -> None:
     :param register: call ``register(OutputClass)`` once per output. The class carries
         a ``manifest`` mapping (``name``, ``description``, ``settings``) and
         implements the ``plugin_host.Output`` protocol.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def plugin_host_register_transforms(register: Callable[[type[Any]], None]) -> None:
+    """Register transform classes (the steps a pipeline's ``transforms:`` list names).
+
+    :param register: call ``register(TransformClass)`` once per transform. The class
+        carries a ``manifest`` mapping (``name``, ``description``, ``settings``) and
+        implements the ``plugin_host.Transform`` protocol.
 
     .. versionadded:: 0.1
     """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import signal
 import sys
@@ -11,7 +10,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
-from helpers import FIXTURE_DISTS, GOOD_SRC, TOKEN_ENV, Venv, make_venv, pip_install
+from helpers import (
+    FIXTURE_DISTS,
+    GOOD_SRC,
+    TOKEN_ENV,
+    Venv,
+    make_venv,
+    pip_install,
+    skip_or_fail,
+)
 from pg import Database, PostgresServer, PostgresUnavailable
 
 import plugin_host._demo
@@ -100,9 +107,7 @@ def pg_server() -> Iterator[PostgresServer]:
     try:
         server = PostgresServer.start_new()
     except PostgresUnavailable as exc:
-        if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
-            pytest.fail(f"PostgreSQL is required under CI and could not start: {exc}")
-        pytest.skip(f"PostgreSQL could not start here: {exc}")
+        skip_or_fail(f"PostgreSQL could not start here: {exc}")
     try:
         yield server
     finally:

@@ -10,8 +10,9 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import pytest
 import yaml
 
 TESTS = Path(__file__).resolve().parent
@@ -61,6 +62,30 @@ def read_jsonl(path: Path) -> list[Any]:
     data = path.read_bytes()
     assert data == b"" or data.endswith(b"\n"), f"{path} ends in a partial line"
     return [json.loads(line) for line in data.decode("utf-8").splitlines()]
+
+
+def read_terminal(master: int) -> bytes:
+    """Everything written to the pseudo-terminal whose other end is ``master``, until the
+    writers close it; ``master`` is closed."""
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    return seen
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip, saying why, where this machine cannot set up what a test needs; under CI
+    (CI=true) fail instead, so CI never passes a test that did not run."""
+    if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason}; CI=true, so this fails rather than skips", pytrace=False)
+    pytest.skip(reason)
 
 
 def clean_env(**extra: str) -> dict[str, str]:

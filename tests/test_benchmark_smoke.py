@@ -35,6 +35,7 @@ def bench(monkeypatch: pytest.MonkeyPatch) -> tuple[ModuleType, ModuleType]:
     """``benchmarks/harness.py`` and ``benchmarks/run.py``, imported the way run.py does."""
     monkeypatch.syspath_prepend(str(SCRIPT.parent))
     monkeypatch.delitem(sys.modules, "harness", raising=False)
+    monkeypatch.delitem(sys.modules, "bench_ocsf", raising=False)
     run = _load("benchmark_run", SCRIPT)
     return sys.modules["harness"], run
 
@@ -59,6 +60,30 @@ def test_a_run_with_one_loss_and_one_duplicate_is_not_verified(
     assert problems == ["1 ids lost (e.g. 104)", "1 lines that are not events"]
     assert harness.delivery_problems(tmp_path / "missing", sent) == [
         "4 ids lost (e.g. 101, 102, 103)"]
+
+
+def test_an_ocsf_run_with_one_loss_one_duplicate_or_one_raw_record_is_not_verified(
+    bench: tuple[ModuleType, ModuleType], tmp_path: Path
+) -> None:
+    """OCSF events are checked by the id they came from: a role change of two users is two
+    events of one id, each with its own metadata.uid."""
+    problems = sys.modules["bench_ocsf"].ocsf_delivery_problems
+
+    def events(path: Path, uids: list[str], raw: tuple[int, ...] = ()) -> Path:
+        lines = [json.dumps({"class_uid": 3001, "metadata": {"uid": u, **(
+            {"correlation_uid": u.split(":")[0]} if ":" in u else {})}}) for u in uids]
+        lines += [json.dumps({"id": i, "action": "user.login"}) for i in raw]
+        path.write_text("".join(line + "\n" for line in lines))
+        return path
+
+    sent = [101, 102, 103]
+    assert problems(events(tmp_path / "right", ["101", "102:7", "102:8", "103"]), sent) == []
+    assert problems(events(tmp_path / "wrong", ["101", "102:7", "102:7"]), sent) == [
+        "1 ids lost (e.g. 103)", "1 OCSF events delivered twice or more (e.g. 102:7)"]
+    assert problems(events(tmp_path / "raw", ["101", "102"], raw=(103,)), sent) == [
+        "1 ids lost (e.g. 103)", "1 events delivered raw (not mapped)"]
+    (tmp_path / "torn").write_text('{"class_uid": 3001, "metadata": {"uid": "101"}}\n{"cl')
+    assert problems(tmp_path / "torn", [101]) == ["1 lines that are not events"]
 
 
 @pytest.mark.slow
@@ -97,7 +122,7 @@ def test_benchmark_smoke_runs_every_section(tmp_path: Path) -> None:
                      r"Target +\|$", out, re.MULTILINE), out
     assert out.startswith("machine: "), out
     for section in ("backfill 2,000", "backfill 5,000", "emulator alone", "rate limit 300/",
-                    "steady, page 100", "steady, page 300", "start-up"):
+                    "steady, page 100", "steady, page 300", "start-up", "ocsf 3,000"):
         assert f"| {section}" in out, f"no {section!r} row:\n{out}"
     wall_row = next(line for line in out.splitlines() if "| wall time, s" in line)
     assert re.search(r"\| \d+\.\d\d× +\|", wall_row), wall_row  # a host/bare ratio
@@ -111,3 +136,6 @@ def test_benchmark_smoke_runs_every_section(tmp_path: Path) -> None:
             assert run["problems"] == []  # checked by id: each event exactly once
     assert data["raw"]["rate_limit"]["runs"] and data["raw"]["steady"]["100"]
     assert all(run["problems"] == [] for run in data["raw"]["rate_limit"]["runs"])
+    for kind in ("ocsf", "lean", "raw", "bare"):  # the OCSF section checks each run by id
+        assert [run["problems"] for run in data["raw"]["ocsf"]["runs"][kind]] == [[]]
+    assert data["raw"]["ocsf"]["runs"]["ocsf"][0]["records"] > 3000  # role changes fan out

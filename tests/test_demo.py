@@ -12,14 +12,15 @@ from pathlib import Path
 
 import yaml
 from helpers import Venv, clean_env, read_jsonl
+from ocsf_check import assert_valid
 
 from plugin_host._demo import _file_names
 
 
-def _demo(folder: Path, events: int) -> tuple[dict, list[dict]]:
+def _demo(folder: Path, events: int, *more: str) -> tuple[dict, list[dict]]:
     result = subprocess.run(
         [sys.executable, "-m", "plugin_host", "demo", "--dir", str(folder),
-         "--events", str(events)],
+         "--events", str(events), *more],
         capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr
@@ -37,6 +38,23 @@ def test_demo_collects_every_emulated_event_once_and_says_what_it_did(tmp_path: 
     assert summary["requests"] == summary["pages"] >= 2000 // 300
     assert summary["output"] == str(tmp_path / "demo" / "events.jsonl")
     assert all({"action", "timestamp", "data"} <= r.keys() for r in records)
+
+
+def test_demo_with_ocsf_writes_one_valid_ocsf_event_per_emulated_event(tmp_path: Path) -> None:
+    """``--ocsf``: every event of the emulator becomes OCSF 1.5.0 events (one per user of a
+    role change) that the official schema accepts, each once, its original in raw_data."""
+    summary, events = _demo(tmp_path / "demo", 600, "--ocsf")
+    pipeline = yaml.safe_load((tmp_path / "demo" / "pipeline.yaml").read_text())
+    assert pipeline["transforms"] == [{"type": "ocsf"}]
+    assert summary["records"] == len(events) > 600
+    originals = {}
+    for event in events:
+        assert_valid(event)
+        original = json.loads(event["raw_data"])
+        assert event["metadata"]["event_code"] == original["action"]
+        originals.setdefault(original["id"], []).append(event["metadata"]["uid"])
+    assert len(originals) == 600
+    assert all(len(uids) == len(set(uids)) for uids in originals.values())
 
 
 def test_a_second_demo_in_the_same_folder_starts_afresh(tmp_path: Path) -> None:

@@ -69,7 +69,8 @@ def subcommands() -> list[str]:
 
 
 def test_the_lists_checked_here_are_the_real_ones() -> None:
-    assert hook_names() == ["plugin_host_register_inputs", "plugin_host_register_outputs"]
+    assert hook_names() == ["plugin_host_register_inputs", "plugin_host_register_outputs",
+                            "plugin_host_register_transforms"]
     assert {"run_input", "register_plugin", "plugin_host_vcr_config"} <= set(fixture_names())
     assert {"inputs", "run", "new-input"} <= set(subcommands())
 

@@ -30,6 +30,8 @@ EXPECTED = [
     "StateStore",
     "StopRequested",
     "TransactionalOutput",
+    "Transform",
+    "TransformContext",
     "UpstreamError",
     "ValidatesSettings",
     "ValidationFailed",

@@ -25,10 +25,19 @@ from helpers import (
 
 pytestmark = pytest.mark.slow
 
-_NOT_SOURCE = shutil.ignore_patterns(
-    ".git", "tests", "build", "dist", "*.egg-info", "__pycache__", ".venv", ".*_cache",
+_NOT_ANYWHERE = shutil.ignore_patterns(
+    ".git", "build", "dist", "*.egg-info", "__pycache__", ".venv", ".*_cache",
     ".hypothesis", ".plugin-host", "demo-output", "out", "cassettes",
 )
+
+
+def _not_source(folder: str, names: list[str]) -> set[str]:
+    """What the copy leaves out: build and run leftovers anywhere, and the test suite (the
+    top-level ``tests``; the scaffold's ``templates/*/tests`` are package data)."""
+    ignored = set(_NOT_ANYWHERE(folder, names))
+    if Path(folder) == REPO:
+        ignored |= {"tests"} & set(names)
+    return ignored
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +45,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """plugin-host's wheel, built the way a release is (isolated, from a clean copy)."""
     root = tmp_path_factory.mktemp("packaging")
     source = root / "source"
-    shutil.copytree(REPO, source, ignore=_NOT_SOURCE)
+    shutil.copytree(REPO, source, ignore=_not_source)
     result = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
                   root / "wheels", source], cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -71,6 +80,13 @@ def test_the_wheel_holds_the_schemas_and_the_entry_points(wheel: Path) -> None:
     assert "[pytest11]\nplugin_host = plugin_host.testing.pytest_plugin\n" in entry_text.replace(
         "\r\n", "\n")
     assert not any(n.startswith("tests/") for n in names)
+    assert {"plugin_host/transforms/ocsf.py", "plugin_host/transforms/chain.py",
+            "postman_audit/ocsf.py", "postman_audit/ocsf_rules.py",
+            "postman_audit/ocsf_fields.py",
+            "plugin_host/templates/new_input_transform/package/transform.py.tmpl",
+            "plugin_host/templates/new_input_transform/tests/test_transform.py.tmpl",
+            "plugin_host/templates/new_input/tests/test_contract.py.tmpl"} <= names
+    assert "builtin_transforms = plugin_host.transforms\n" in entry_text.replace("\r\n", "\n")
     assert "[plugin_host]\nbuiltin_outputs = plugin_host.outputs\n" in entry_text.replace(
         "\r\n", "\n")
     assert "plugin-host = plugin_host.cli:main" in entry_text
@@ -96,6 +112,8 @@ def test_inputs_validate_and_run_outside_the_checkout(fresh_venv: Venv, tmp_path
         ("jsonl", "plugin-host"), ("stdout", "plugin-host")}
     assert ("fixture_counter", "plugin-host-fixture-good") in {
         (i["name"], i["distribution"]) for i in data["inputs"]}
+    assert ("ocsf", "plugin-host") in {(t["name"], t["distribution"])
+                                       for t in data["transforms"]}
 
     env = clean_env(**{TOKEN_ENV: "tok-from-the-wheel"})
     write_pipeline(tmp_path / "p.yaml", pipeline_doc(settings={"total": 5}))

@@ -9,7 +9,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from helpers import clean_env, pipeline_doc, write_pipeline
+from helpers import clean_env, pipeline_doc, read_terminal, write_pipeline
 
 
 def _demo(folder: Path, stderr: int) -> subprocess.Popen[bytes]:
@@ -21,16 +21,7 @@ def _demo(folder: Path, stderr: int) -> subprocess.Popen[bytes]:
 
 def _on_a_terminal(process: subprocess.Popen[bytes], master: int) -> str:
     """Everything ``process`` wrote to the terminal whose other end is ``master``."""
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # the terminal closed with the process
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(master)
+    seen = read_terminal(master)
     assert process.wait(timeout=60) == 0, seen
     return seen.decode("utf-8", "replace")
 

@@ -227,3 +227,63 @@ def test_a_new_input_installs_is_discovered_and_passes_its_contract_tests(
     assert demo.returncode == 0, demo.stderr
     assert (scaffold / "demo-output" / "events.jsonl").is_file()
     assert untracked(scaffold) == source
+
+
+def test_with_transform_it_adds_a_registered_transform_and_its_tests(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain, with_transform = tmp_path / "plain", tmp_path / "with"
+    assert new_input(capsys, NAME, "--dir", plain)[0] == 0
+    code, out, err = new_input(capsys, NAME, "--dir", with_transform, "--transform")
+    assert (code, err) == (0, "")
+    assert f"created input {NAME} and transform {NAME}_fields ({DIST})" in out
+    added = written_files(with_transform) - written_files(plain)
+    assert added == {f"{NAME}/transform.py", "tests/test_transform.py"}
+    guide = (REPO / "docs" / "writing-an-input.md").read_text(encoding="utf-8")
+    assert file_table(guide, NAME, "these files are added:") == added
+    readme = (with_transform / "README.md").read_text(encoding="utf-8")
+    assert file_table(readme, NAME, "## Layout") == written_files(with_transform)
+    plugin = (with_transform / NAME / "plugin.py").read_text()
+    assert "def plugin_host_register_transforms(" in plugin
+    assert "def plugin_host_register_transforms(" not in (plain / NAME / "plugin.py").read_text()
+    for path in with_transform.rglob("*"):
+        if path.is_file():
+            assert "${" not in path.read_text(), f"{path} holds an unrendered placeholder"
+
+
+def test_a_name_too_long_for_its_transform_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "a" * 57
+    code, out, err = new_input(capsys, name, "--dir", tmp_path / "x", "--transform")
+    assert code == 2
+    assert err.strip() == (f"plugin-host: error: input name '{name}' is too long for its "
+                           f"transform's name {name}_fields (at most 63 characters); choose "
+                           "a shorter one")
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_a_new_input_with_a_transform_installs_and_passes_its_tests(tmp_path: Path) -> None:
+    scaffold = tmp_path / "acme"
+    made = run(sys.executable, "-m", "plugin_host", "new-input", NAME, "--dir", scaffold,
+               "--transform", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    python = make_venv(tmp_path / "venv")
+    installed = run(sys.executable, "-m", "pip", "--python", python, "install", "-q",
+                    "--no-deps", "--no-build-isolation", scaffold, cwd=tmp_path)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    listed = json.loads(run(python, "-m", "plugin_host", "inputs", "--json",
+                            cwd=tmp_path).stdout)
+    assert {t["name"]: t["distribution"] for t in listed["transforms"]}[f"{NAME}_fields"] == DIST
+    assert listed["failures"] == []
+    report = tmp_path / "report.xml"
+    tested = run(python, "-m", "pytest", scaffold / "tests", "-q", "-p", "no:cacheprovider",
+                 f"--junitxml={report}", cwd=tmp_path)
+    assert tested.returncode == 0, tested.stdout[-4000:] + tested.stderr[-2000:]
+    cases = list(ET.parse(report).getroot().iter("testcase"))
+    transform_cases = {c.get("name") for c in cases if "test_transform" in (c.get("classname")
+                                                                            or "")}
+    assert len(transform_cases) >= 4
+    assert all(not any(c.find(tag) is not None for tag in ("failure", "error", "skipped"))
+               for c in cases)

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from helpers import read_terminal
 from postman_audit.client import PostmanClient
 from postman_audit.emulator import EmulatorConfig, PostmanEmulator
 
@@ -70,16 +71,7 @@ def cli_on_a_terminal(*args: str | Path, key: str, cwd: Path) -> tuple[int, str]
     process = subprocess.Popen([sys.executable, "-m", "plugin_host", *map(str, args)],
                                cwd=cwd, env=env(key), stdout=subprocess.DEVNULL, stderr=slave)
     os.close(slave)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # the terminal closed with the process
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(master)
+    seen = read_terminal(master)
     return process.wait(timeout=120), seen.decode("utf-8", "replace")
 
 

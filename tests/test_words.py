@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import read_terminal
 
 from plugin_host._words import plural
 
@@ -30,16 +31,7 @@ def _terminal_stderr(*argv: str) -> str:
     process = subprocess.Popen([sys.executable, "-m", "plugin_host", *argv],
                                stdout=subprocess.DEVNULL, stderr=slave)
     os.close(slave)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # the terminal closed with the process
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(master)
+    seen = read_terminal(master)
     assert process.wait(timeout=60) == 0, seen
     return seen.decode("utf-8", "replace").replace("\r", "\n")
 

@@ -375,12 +375,16 @@ def make_vcr(
 
 
 class PluginObject:
-    """A plugin object registering the given input and output classes (for tests)."""
+    """A plugin object registering the given input, output and transform classes (for
+    tests)."""
 
-    def __init__(self, inputs: Sequence[type[Any]] = (), outputs: Sequence[type[Any]] = ()):
+    def __init__(self, inputs: Sequence[type[Any]] = (), outputs: Sequence[type[Any]] = (),
+                 transforms: Sequence[type[Any]] = ()):
         self.inputs = list(inputs)
         self.outputs = list(outputs)
-        self.__name__ = "_".join(str(c.manifest["name"]) for c in [*inputs, *outputs])
+        self.transforms = list(transforms)
+        self.__name__ = "_".join(str(getattr(c, "manifest", {}).get("name", c.__name__))
+                                 for c in [*inputs, *outputs, *transforms])
 
     @hookimpl
     def plugin_host_register_inputs(self, register: Callable[[type[Any]], None]) -> None:
@@ -392,4 +396,10 @@ class PluginObject:
     def plugin_host_register_outputs(self, register: Callable[[type[Any]], None]) -> None:
         """Register the output classes."""
         for cls in self.outputs:
+            register(cls)
+
+    @hookimpl
+    def plugin_host_register_transforms(self, register: Callable[[type[Any]], None]) -> None:
+        """Register the transform classes."""
+        for cls in self.transforms:
             register(cls)

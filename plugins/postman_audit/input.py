@@ -93,6 +93,13 @@ class PostmanAuditInput:
             }
             yield settings, {"api_key": config.api_key}
 
+    @classmethod
+    def ocsf_mapping(cls) -> Callable[[Mapping[str, Any]], list[dict[str, Any]]]:
+        """The OCSF 1.5.0 mapping of the events, for the ``ocsf`` transform (``ocsf.py``)."""
+        from .ocsf import map_record
+
+        return map_record
+
     def __init__(
         self,
         settings: Mapping[str, Any],
