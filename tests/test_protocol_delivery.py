@@ -72,11 +72,30 @@ def parse(mode: str, lines: list[str]) -> tuple[list[int], list[int], Any]:
     return before, after, state
 
 
+def blocked_writing(pid: int) -> bool:
+    """Whether process ``pid`` waits inside a write into a full pipe (Linux's wchan)."""
+    try:
+        return "pipe_write" in Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return False
+
+
+def wait_until_blocked(child: subprocess.Popen[bytes]) -> None:
+    """Return once ``child`` is blocked writing into its full stdout pipe, however slowly a
+    loaded machine lets it fill the pipe; fail after 60 s."""
+    deadline = time.monotonic() + 60
+    while not blocked_writing(child.pid):
+        assert child.poll() is None, "the run ended before its pipe filled up"
+        assert time.monotonic() < deadline, "the run never filled its stdout pipe"
+        time.sleep(0.01)
+
+
 def stopped_run(mode: str, folder: Path, state: Any, kind: str, count: int,
-                signum: int, pause: float = 0.0) -> tuple[int, list[str]]:
+                signum: int, mid_write: bool = False) -> tuple[int, list[str]]:
     """A run sent ``signum`` once it has printed ``count`` messages of ``kind`` (STATE or
-    RECORD) and its reader has stopped reading for ``pause`` seconds: its exit code and its
-    whole lines (a line cut by a kill is dropped, as a client would fail on it)."""
+    RECORD) and, with ``mid_write``, once its reader has stopped reading until the run is
+    blocked writing into the full pipe: its exit code and its whole lines (a line cut by a
+    kill is dropped, as a client would fail on it)."""
     child = subprocess.Popen([str(a) for a in argv(mode, folder, state)], cwd=folder,
                              env=mode_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
@@ -88,7 +107,8 @@ def stopped_run(mode: str, folder: Path, state: Any, kind: str, count: int,
         if line.startswith(b'{"type":"' + kind.encode() + b'"'):
             seen += 1
             if seen == count:
-                time.sleep(pause)
+                if mid_write:
+                    wait_until_blocked(child)
                 child.send_signal(signum)
                 break
     fired = threading.Event()
@@ -120,9 +140,9 @@ def test_killed_runs_resumed_from_their_last_state_lose_nothing_and_repeat_only_
     emulator: PostmanEmulator, tmp_path: Path, mode: str
 ) -> None:
     start, truth = backfill_start(emulator)
-    # a page and its STATE are written in one call; the reader pauses before each kill, so
-    # the pipe fills up and the tap is blocked halfway through writing a page: the kill
-    # lands between that page's first records and its STATE
+    # a page and its STATE are written in one call; the reader stops before each kill until
+    # the pipe is full and the tap is blocked halfway through writing a page: the kill lands
+    # between that page's first records and its STATE
     postman_config(tmp_path, emulator, start, page_size=300)
     rng = random.Random(f"{mode}-kills")
     kept: list[int] = []  # the records a client keeps: those its last STATE covers
@@ -131,7 +151,7 @@ def test_killed_runs_resumed_from_their_last_state_lose_nothing_and_repeat_only_
     state = None
     for _ in range(3):
         code, lines = stopped_run(mode, tmp_path, state, "RECORD", rng.randint(350, 1200),
-                                  signal.SIGKILL, pause=0.5)
+                                  signal.SIGKILL, mid_write=True)
         assert code == -signal.SIGKILL
         before, after, last = parse(mode, lines)
         assert last is not None
