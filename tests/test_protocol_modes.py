@@ -188,6 +188,10 @@ def test_a_print_of_the_input_goes_to_stderr_not_among_the_messages(
     (["singer", "fixture_counter", "--config", "{unknown}"], "$.colour: unknown setting"),
     (["airbyte", "fixture_counter", "discover", "--config", "{unknown}"],
      "$.colour: unknown setting"),
+    # the modes take an input's config, not a pipeline: a pipeline's transforms are refused
+    (["singer", "fixture_counter", "--config", "{transforms}"], "$.transforms: unknown setting"),
+    (["airbyte", "fixture_counter", "read", "--config", "{transforms}", "--catalog",
+      "{catalog}"], "$.transforms: unknown setting"),
     (["airbyte", "fixture_counter", "read", "--config", "{conf}"], "read needs --catalog"),
     (["airbyte", "fixture_counter", "read", "--config", "{conf}", "--catalog", "{other}"],
      "unknown stream 'users'"),
@@ -201,6 +205,8 @@ def test_bad_files_are_one_line_and_exit_2(cli: Cli, token: str, tmp_path: Path,
     files = {
         "conf": config(tmp_path, token),
         "unknown": write_json(tmp_path / "unknown.json", {"token": token, "colour": "red"}),
+        "transforms": write_json(tmp_path / "transforms.json",
+                                 {"token": token, "transforms": [{"type": "ocsf"}]}),
         "list": write_json(tmp_path / "list.json", [1, 2]),
         "catalog": write_json(tmp_path / "catalog.json", {"streams": [
             {"stream": {"name": "fixture_counter"}}]}),
