@@ -6,7 +6,8 @@
 Both are children of this small process, reaped with ``os.wait4``, so the figures of each
 are its own (see spawner.py). The target's stdout goes to ``target.out`` in the current
 folder, each one's stderr to ``tap.err`` and ``target.err``. Prints one JSON line:
-``{"wall", "tap": {"rc", "user", "system", "maxrss_kib"}, "target": {...}}``.
+``{"wall", "tap": {"rc", "user", "system", "maxrss_kib", "waits"}, "target": {...}}``
+(``waits``: voluntary context switches, each a block on a full pipe or a read, and a wakeup).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def main() -> int:
         for name, child in (("tap", tap), ("target", target)):
             _, status, usage = os.wait4(child.pid, 0)
             found[name] = {"rc": os.waitstatus_to_exitcode(status), "user": usage.ru_utime,
-                           "system": usage.ru_stime, "maxrss_kib": usage.ru_maxrss}
+                           "system": usage.ru_stime, "maxrss_kib": usage.ru_maxrss,
+                           "waits": usage.ru_nvcsw}
             child.returncode = found[name]["rc"]
     print(json.dumps({"wall": time.monotonic() - began, **found}), flush=True)
     return 0

@@ -1,6 +1,9 @@
 """Benchmark the Singer and Airbyte modes: one backfill through ``tap-postman-audit |
 target-jsonl`` and through ``source-postman-audit read``, beside ``plugin-host run`` (into
-``jsonl``) and the bare loop, against one emulator process, in one run.
+``jsonl``) and the bare loop, against one emulator process, in one run. The tap is also
+measured into ``cat`` (a reader that keeps up and costs next to nothing) and into a file:
+the controls that tell the tap's own work from the cost of sharing the CPUs with
+target-jsonl.
 
     python benchmarks/protocols.py                  # 100,000 events, 3 repetitions (~1 min)
     python benchmarks/protocols.py --events 20000 --repeat 5 --json results.json
@@ -61,7 +64,7 @@ from harness import (  # noqa: E402
 TARGET_JSONL = "target-jsonl==0.1.4"
 FLOOR = 1.5
 SCRIPTS = Path(sysconfig.get_path("scripts"))
-KINDS = ("host", "bare", "tap", "tap_file", "source")
+KINDS = ("host", "bare", "tap", "tap_cat", "tap_file", "source")
 
 
 def target_jsonl(given: Path | None) -> Path:
@@ -89,9 +92,18 @@ def write_config(folder: Path, url: str, start: datetime, page_size: int) -> Pat
     return path
 
 
-def run_tap(work: Path, url: str, start: datetime, page_size: int, target: Path,
+def singer_records(messages: Path, records: Path) -> None:
+    """The records of the RECORD messages in ``messages``, one JSON line each, to ``records``."""
+    with open(messages, encoding="utf-8") as lines, open(records, "w", encoding="utf-8") as out:
+        for line in lines:
+            if line.startswith('{"type":"RECORD"'):
+                out.write(json.dumps(json.loads(line)["record"]) + "\n")
+
+
+def run_tap(work: Path, url: str, start: datetime, page_size: int, target: Path | None,
             expected: frozenset[int]) -> dict[str, Any]:
-    """``tap-postman-audit | target-jsonl`` in a fresh folder; each side's own figures."""
+    """``tap-postman-audit | target-jsonl`` (``| cat`` when ``target`` is None) in a fresh
+    folder; each side's own figures."""
     folder = Path(tempfile.mkdtemp(prefix="tap-", dir=work))
     try:
         write_config(folder, url, start, page_size)
@@ -99,7 +111,8 @@ def run_tap(work: Path, url: str, start: datetime, page_size: int, target: Path,
             {"destination_path": "out", "do_timestamp_file": False}))
         argv = [PY, str(HERE / "pipeline.py"),
                 json.dumps([str(SCRIPTS / "tap-postman-audit"), "--config", "config.json"]),
-                json.dumps([str(target), "--config", "target.json"])]
+                json.dumps(["cat"] if target is None
+                           else [str(target), "--config", "target.json"])]
         proc = checked(measure(argv, folder), "tap-postman-audit | target-jsonl")
         sides = json.loads(proc.stdout.strip().splitlines()[-1])
         for side in ("tap", "target"):
@@ -107,10 +120,13 @@ def run_tap(work: Path, url: str, start: datetime, page_size: int, target: Path,
                 err = (folder / f"{side}.err").read_text(errors="replace")
                 raise RuntimeError(f"{side} exited {sides[side]['rc']}:\n{err[-2000:]}")
         out = folder / "out" / "audit_logs.jsonl"
+        if target is None:
+            singer_records(folder / "target.out", out := folder / "records.jsonl")
         tap, tgt = sides["tap"], sides["target"]
         return {"wall": sides["wall"], "cpu": tap["user"] + tap["system"],
                 "user": tap["user"], "system": tap["system"],
-                "rss_mib": tap["maxrss_kib"] / 1024, "target_cpu": tgt["user"] + tgt["system"],
+                "rss_mib": tap["maxrss_kib"] / 1024, "waits": tap["waits"],
+                "target_cpu": tgt["user"] + tgt["system"],
                 "target_rss_mib": tgt["maxrss_kib"] / 1024, "lines": count_lines(out),
                 "problems": delivery_problems(out, expected)}
     finally:
@@ -160,8 +176,8 @@ def backfills(args: argparse.Namespace, work: Path, target: Path) -> dict[str, l
                 return run_host(work, url, start, page, UNLIMITED, ids)
             if kind == "bare":
                 return run_baseline(work, url, start, page, ids)
-            if kind == "tap":
-                return run_tap(work, url, start, page, target, ids)
+            if kind in ("tap", "tap_cat"):
+                return run_tap(work, url, start, page, target if kind == "tap" else None, ids)
             return run_to_file(work, url, start, page, ids,
                                "airbyte" if kind == "source" else "singer")
 
@@ -192,22 +208,26 @@ def report(runs: dict[str, list[Any]], n: int) -> tuple[list[tuple[str, ...]], l
     names = {"bare": "bare loop (benchmarks/baseline.py)",
              "host": "plugin-host run (into jsonl)",
              "tap": "tap-postman-audit (into target-jsonl)",
+             "tap_cat": "tap-postman-audit (into cat)",
              "tap_file": "tap-postman-audit (to a file)",
              "source": "source-postman-audit read (to a file)"}
-    for kind in ("bare", "host", "tap", "tap_file", "source"):
+    for kind in ("bare", "host", "tap", "tap_cat", "tap_file", "source"):
         rs = runs[kind]
+        waits = Stat([r["waits"] for r in rs]).fmt(0) if "waits" in rs[0] else ""
         rows.append((names[kind], Stat([r["wall"] for r in rs]).fmt(2), cpu[kind].fmt(2),
-                     ratio(cpu[kind].median, host), Stat([r["rss_mib"] for r in rs]).fmt(1)))
+                     ratio(cpu[kind].median, host), Stat([r["rss_mib"] for r in rs]).fmt(1),
+                     Stat([r["emulator_cpu"] for r in rs]).fmt(2), waits))
     taps = runs["tap"]
     rows.append(("target-jsonl (reading the tap)", "", Stat([r["target_cpu"] for r in taps])
-                 .fmt(2), "", Stat([r["target_rss_mib"] for r in taps]).fmt(1)))
-    floor = {kind: cpu[kind].median / host for kind in ("tap", "tap_file", "source")}
+                 .fmt(2), "", Stat([r["target_rss_mib"] for r in taps]).fmt(1), "", ""))
+    floor = {kind: cpu[kind].median / host for kind in ("tap", "tap_cat", "tap_file", "source")}
     return rows, notes, floor
 
 
 def table(rows: list[tuple[str, ...]]) -> str:
     """A Markdown table, columns padded."""
-    head = ("Program", "Wall s", "Its own CPU s", "CPU / plugin-host run", "Peak RSS MiB")
+    head = ("Program", "Wall s", "Its own CPU s", "CPU / plugin-host run", "Peak RSS MiB",
+            "Emulator CPU s", "Voluntary switches")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
 
     def line(cells: Sequence[str]) -> str:
@@ -242,7 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(table(rows))
     print()
-    labels = {"tap": "tap (into target-jsonl)", "tap_file": "tap (to a file)",
+    labels = {"tap": "tap (into target-jsonl)", "tap_cat": "tap (into cat)",
+              "tap_file": "tap (to a file)",
               "source": "source"}
     for kind, value in floor.items():
         verdict = "met" if value <= FLOOR else "MISSED"
