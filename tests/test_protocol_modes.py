@@ -12,9 +12,17 @@ from typing import Any
 import pytest
 from protocol_support import singer_problems, write_json
 
+from plugin_host._secrets import redactor
 from plugin_host.cli import COMMAND_EXIT_CODES
 
 Cli = Callable[..., Any]
+
+
+@pytest.fixture(autouse=True)
+def _redactions_of_this_test_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The secrets a test's configs register (``nope`` among them) are redacted in that test
+    alone: the redactor lives as long as the process, and later tests print such words."""
+    monkeypatch.setattr(redactor, "_values", set(redactor.values()))
 
 
 def config(tmp_path: Path, token: str, **settings: Any) -> Path:
