@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["dumps_lines", "loads"]
+__all__ = ["dumps_each", "dumps_lines", "loads"]
 
 
 # orjson reads integers beyond 64 bits as floats: a text holding a run of 19 or more digits
@@ -45,12 +45,17 @@ def _dump(record: Mapping[str, Any]) -> bytes:
         return _slow_dump(record)
 
 
+def dumps_each(records: Iterable[Mapping[str, Any]]) -> list[bytes]:
+    """Each record as JSON text (no newline), keys in their original order."""
+    try:  # the common case in one C-level pass
+        return list(map(orjson.dumps, records))
+    except TypeError:
+        return [_dump(r) for r in records]
+
+
 def dumps_lines(records: Iterable[Mapping[str, Any]]) -> bytes:
     """Records as newline-terminated JSON lines, keys in their original order."""
-    try:  # the common case in one C-level pass
-        parts = list(map(orjson.dumps, records))
-    except TypeError:
-        parts = [_dump(r) for r in records]
+    parts = dumps_each(records)
     if not parts:
         return b""
     parts.append(b"")

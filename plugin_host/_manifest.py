@@ -25,8 +25,11 @@ def manifest_errors(manifest: Any) -> list[str]:
     if not isinstance(manifest, Mapping):
         return ["$: a manifest must be a mapping"]
     errors = schema_errors(load_schema("manifest.meta.schema.json"), manifest)
-    for part in ("settings", "secrets"):
-        schema = manifest.get(part)
+    records = manifest.get("records")
+    records = records if isinstance(records, Mapping) else {}
+    for part, schema in (("settings", manifest.get("settings")),
+                         ("secrets", manifest.get("secrets")),
+                         ("records.schema", records.get("schema"))):
         if isinstance(schema, Mapping) and not wellformed(schema):
             from jsonschema import Draft202012Validator
             from jsonschema.exceptions import SchemaError
@@ -35,7 +38,21 @@ def manifest_errors(manifest: Any) -> list[str]:
                 Draft202012Validator.check_schema(schema)
             except SchemaError as exc:
                 errors.append(describe_error(exc, f"$.{part}"))  # where, and what it must be
+    errors += _record_field_errors(records)
     return errors
+
+
+def _record_field_errors(records: Mapping[str, Any]) -> list[str]:
+    """A ``records`` key or cursor that names no property of the records' schema."""
+    schema = records.get("schema")
+    declared = schema.get("properties") if isinstance(schema, Mapping) else None
+    if not isinstance(declared, Mapping):
+        return []
+    named = [("key", name) for name in records.get("key") or [] if isinstance(name, str)]
+    if isinstance(records.get("cursor"), str):
+        named.append(("cursor", records["cursor"]))
+    return [f"$.records.{where}: {name!r} is not a property of $.records.schema"
+            for where, name in named if name not in declared]
 
 
 def documentation(manifest: Mapping[str, Any], cls: type[Any]) -> str | None:

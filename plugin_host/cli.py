@@ -45,6 +45,8 @@ COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
     "state reset": (0, 2, 5, 6),
     "demo": (0, 2),
     "new-input": (0, 2),
+    "singer": (0, 1, 2, 3, 4, 5),
+    "airbyte": (0, 1, 2, 3, 4, 5),
 }
 """The exit codes each command can end with (the README's command table lists the same)."""
 
@@ -195,6 +197,20 @@ def cmd_new_input(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_singer(args: argparse.Namespace) -> int:
+    """Run an input as a Singer tap: --about, --discover, or a sync to stdout."""
+    from .protocols import singer, stop_on_signals
+
+    return singer.run(discover().input(args.input), args, stop_on_signals())
+
+
+def cmd_airbyte(args: argparse.Namespace) -> int:
+    """Run an input as an Airbyte source: spec, check, discover or read."""
+    from .protocols import airbyte, stop_on_signals
+
+    return airbyte.run(discover().input(args.input), args, stop_on_signals())
+
+
 def _exit_epilog(command: str | None = None) -> str:
     """The ``exit codes:`` block of a help text: every code, or those of ``command``; a
     code that only some of its actions end with (``state reset``) names them."""
@@ -275,6 +291,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--transform", action="store_true",
                    help="add a transform beside the input (NAME_fields, keeping the fields "
                         "its settings name), registered and tested")
+    from .protocols._arguments import airbyte_arguments, singer_arguments
+
+    singer_arguments(add("singer", cmd_singer, "run an input as a Singer tap (SCHEMA, RECORD "
+                         "and STATE messages on stdout)"))
+    airbyte_arguments(add("airbyte", cmd_airbyte, "run an input as an Airbyte source (spec, "
+                          "check, discover, read)"))
     return parser
 
 
