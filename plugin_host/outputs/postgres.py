@@ -154,6 +154,24 @@ class PostgresOutput:
             self._conn = None
         return dict(self._position)
 
+    def check(self) -> str:
+        """For ``plugin-host check``: reach the database, check the table's shape and this
+        user's privileges (nothing created); say what was found."""
+        conn = self._connection()
+        try:
+            missing = conn.run(self._table.missing, "checking table " + self._table.name)
+            exists = conn.run(lambda c: c.execute("SELECT to_regclass(%s) IS NOT NULL",
+                                                  (self._table.name,)).fetchone()[0],
+                              "checking table " + self._table.name)
+        finally:
+            self.close()
+        if missing:
+            raise LocalStorageError(f"{self._where}: user {self._table.user} lacks "
+                                    f"{', '.join(missing)}; grant it")
+        made = "ready" if exists else "reachable (it is created on first run)"
+        how = "in the state's database, exactly once" if self._shared else "at least once"
+        return f"output table {self._table.name} in {self.location} {made}, {how}"
+
     # -- writing ---------------------------------------------------------------------------
 
     def write(self, records: Sequence[Mapping[str, Any]]) -> None:
