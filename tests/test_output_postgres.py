@@ -21,7 +21,8 @@ STATE_ENV, OUT_ENV = "OUTPUT_TEST_STATE_URL", "OUTPUT_TEST_OUT_URL"
 
 
 def pg_output_pipeline(folder: Path, base_url: str, *, state: str = "pg",
-                       url: bool = False, table: str = "audit_events", **kwargs: Any) -> Path:
+                       url: bool = False, table: str = "audit_events",
+                       lease_seconds: float | None = None, **kwargs: Any) -> Path:
     """A postman_audit pipeline into the postgres output: its state in $OUTPUT_TEST_STATE_URL
     (``pg``) or a SQLite file (``sqlite``); with ``url``, the output's database is the one in
     $OUTPUT_TEST_OUT_URL, else the state's."""
@@ -31,6 +32,8 @@ def pg_output_pipeline(folder: Path, base_url: str, *, state: str = "pg",
     if url:
         doc["output"]["secrets"] = {"url": {"env": OUT_ENV}}
     doc["state"] = {"url": {"env": STATE_ENV}} if state == "pg" else {"path": "state.db"}
+    if lease_seconds is not None:
+        doc["state"]["lease_seconds"] = lease_seconds
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
