@@ -59,11 +59,10 @@ class Table:
         return sql.Identifier(*(p for p in (self.schema, self.table) if p))
 
     def copy_statement(self) -> Any:
-        """COPY into the table (CSV): pipeline, id, record."""
+        """COPY into the table (text format): record, pipeline, id."""
         from psycopg import sql
 
-        return sql.SQL("COPY {} (pipeline, id, record) FROM STDIN (FORMAT csv)").format(
-            self.ident())
+        return sql.SQL("COPY {} (record, pipeline, id) FROM STDIN").format(self.ident())
 
     def insert_statement(self) -> Any:
         """One row, skipped when the table has its ``(pipeline, id)`` already."""

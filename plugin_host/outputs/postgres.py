@@ -25,7 +25,9 @@ psycopg is imported when a pipeline uses this output, never before.
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Mapping, Sequence
+from itertools import chain, repeat
 from typing import Any, ClassVar
 
 import orjson
@@ -54,8 +56,10 @@ def same_database(one: str, other: str) -> bool:
         return False
 
 
-def _csv_field(text: str) -> bytes:
-    return b'"' + text.replace('"', '""').encode("utf-8", "surrogatepass") + b'"'
+def _text_field(text: str) -> bytes:
+    """``text`` as a field of COPY's text format."""
+    return (text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+            .replace("\r", "\\r").encode("utf-8", "surrogatepass"))
 
 
 class PostgresOutput:
@@ -128,6 +132,7 @@ class PostgresOutput:
         self._position = {"table": self._table.name, "database": self.location}
         self._ids: list[str] = []
         self._docs: list[bytes] = []
+        self._handed: deque[tuple[list[str], list[bytes]]] = deque()  # for ``sync``
         self._conn: Any = None
 
     # -- the connection ------------------------------------------------------------------
@@ -176,11 +181,16 @@ class PostgresOutput:
 
     def write(self, records: Sequence[Mapping[str, Any]]) -> None:
         """Buffer the records, each serialized once, with its id."""
-        docs = [_dump(r) for r in records]
-        key = self._key
+        try:  # the common case in one C-level pass
+            docs = list(map(orjson.dumps, records))
+        except TypeError:
+            docs = [_dump(r) for r in records]
+        key, id_of = self._key, self._id_of
         if len(key) == 1:
             name = key[0]
-            ids = [self._id_of(r.get(name), d) for r, d in zip(records, docs, strict=True)]
+            values = [r.get(name) for r in records]
+            ids = [str(v) if type(v) is int else id_of(v, d)
+                   for v, d in zip(values, docs, strict=True)]
         else:
             ids = [self._ids_of([r.get(k) for k in key], d)
                    for r, d in zip(records, docs, strict=True)]
@@ -203,30 +213,35 @@ class PostgresOutput:
             return "h:" + hashlib.sha256(doc).hexdigest()
         return orjson.dumps(values).decode("utf-8")
 
-    def _csv(self) -> bytes:
-        head = _csv_field(self._pipeline) + b","
-        parts = []
-        for ident, doc in zip(self._ids, self._docs, strict=True):
-            parts.append(head + _csv_field(ident) + b',"' + doc.replace(b'"', b'""') + b'"\n')
-        return b"".join(parts)
+    def _copy_data(self, ids: list[str], docs: list[bytes]) -> bytes:
+        """The rows in COPY's text format, ``record, pipeline, id`` (JSON from orjson holds
+        no tab or newline: only its backslashes are doubled), built in C-level passes."""
+        escaped = list(map(bytes.replace, docs, repeat(b"\\"), repeat(b"\\\\")))
+        joined = "\n".join(ids)
+        if joined.count("\n") == len(ids) - 1 and not any(c in joined for c in "\\\t\r"):
+            fields = joined.encode("utf-8", "surrogatepass").split(b"\n")
+        else:  # an id with a backslash, a tab or a line break: escaped one by one
+            fields = [_text_field(i) for i in ids]
+        head = b"\t" + _text_field(self._pipeline) + b"\t"
+        return b"".join(chain.from_iterable(zip(escaped, repeat(head), fields, repeat(b"\n"))))
 
-    def _send(self, conn: Any) -> int:
-        """Send the buffered rows through ``conn`` (in a transaction); rows already in the
-        table are skipped. The number of rows sent."""
-        if not self._ids:
+    def _send(self, conn: Any, ids: list[str], docs: list[bytes]) -> int:
+        """Send the rows through ``conn`` (in a transaction); rows already in the table are
+        skipped. The number of rows sent."""
+        if not ids:
             return 0
         errors = _driver().errors
         try:
             # a savepoint, undone alone
             with conn.transaction(), conn.cursor() as cursor, cursor.copy(
                     self._table.copy_statement()) as copy:
-                copy.write(self._csv())
+                copy.write(self._copy_data(ids, docs))
         except errors.UniqueViolation:
             self._log.info("%s: some of %d rows are in table %s already (delivered before); "
-                           "they are skipped", self._pipeline, len(self._ids), self._table.name)
+                           "they are skipped", self._pipeline, len(ids), self._table.name)
             statement = self._table.insert_statement()
             rows = [(self._pipeline, i, d.decode("utf-8", "surrogatepass"))
-                    for i, d in zip(self._ids, self._docs, strict=True)]
+                    for i, d in zip(ids, docs, strict=True)]
             with conn.cursor() as cursor:
                 for start in range(0, len(rows), _INSERT_BATCH):
                     cursor.executemany(statement, rows[start:start + _INSERT_BATCH])
@@ -235,10 +250,13 @@ class PostgresOutput:
                 f"{self._where}: user {self._table.user} may no longer insert into table "
                 f"{self._table.name}: GRANT INSERT ON {self._table.name} TO "
                 f"{self._table.user}; the state stays at its last commit") from None
-        return len(self._ids)
+        return len(ids)
 
-    def _clear(self) -> None:
+    def _take(self) -> tuple[list[str], list[bytes]]:
+        """The buffered rows, handed over; the buffer starts empty."""
+        taken = (self._ids, self._docs)
         self._ids, self._docs = [], []
+        return taken
 
     # -- committing ------------------------------------------------------------------------
 
@@ -248,23 +266,40 @@ class PostgresOutput:
 
     def write_in(self, connection: Any) -> Mapping[str, Any] | None:
         """Write the buffered rows in the state's commit transaction; the position."""
-        self._send(connection)
-        self._clear()
+        self._send(connection, *self._take())
         return dict(self._position)
 
     def durable(self) -> Mapping[str, Any] | None:
         """Commit the buffered rows in the output database (after checking the run's
         fence); the position."""
+        position = self.written()
+        self.sync()
+        return position
+
+    def written(self) -> Mapping[str, Any] | None:
+        """Hand the buffered rows to ``sync`` (on the commit thread); the position."""
         if self._ids:
-            self._fence()
-
-            def commit(c: Any) -> int:
-                with c.transaction():
-                    return self._send(c)
-
-            self._connection().run(commit, "writing rows to table " + self._table.name)
-            self._clear()
+            self._handed.append(self._take())
         return dict(self._position)
+
+    def sync(self) -> None:
+        """Commit every row handed over so far in the output database, after checking the
+        run's fence; safe beside ``write`` on another thread. (Rows handed over after the
+        commit in flight may go with it: ahead of their checkpoint, which is allowed here.)"""
+        batches = []
+        while self._handed:
+            batches.append(self._handed.popleft())
+        if not batches:
+            return
+        ids = [i for batch in batches for i in batch[0]]
+        docs = [d for batch in batches for d in batch[1]]
+        self._fence()
+
+        def commit(c: Any) -> int:
+            with c.transaction():
+                return self._send(c, ids, docs)
+
+        self._connection().run(commit, "writing rows to table " + self._table.name)
 
     def close(self) -> None:
         """Close the output's connection; rows not committed are sent again next run."""
