@@ -265,8 +265,10 @@ class PostgresOutput:
         return self._shared
 
     def write_in(self, connection: Any) -> Mapping[str, Any] | None:
-        """Write the buffered rows in the state's commit transaction; the position."""
-        self._send(connection, *self._take())
+        """Write, in the state's commit transaction, the group of rows the oldest
+        ``written`` not yet committed handed over (none handed over: every row buffered);
+        the position. Called on the commit thread, beside ``write``."""
+        self._send(connection, *(self._handed.popleft() if self._handed else self._take()))
         return dict(self._position)
 
     def durable(self) -> Mapping[str, Any] | None:
@@ -277,9 +279,10 @@ class PostgresOutput:
         return position
 
     def written(self) -> Mapping[str, Any] | None:
-        """Hand the buffered rows to ``sync`` (on the commit thread); the position."""
-        if self._ids:
-            self._handed.append(self._take())
+        """Hand the rows buffered since the last call over, as one group, to ``sync`` or
+        (in the state's database) to the ``write_in`` of the commit it goes with, both on
+        the commit thread; the position."""
+        self._handed.append(self._take())
         return dict(self._position)
 
     def sync(self) -> None:
@@ -289,7 +292,7 @@ class PostgresOutput:
         batches = []
         while self._handed:
             batches.append(self._handed.popleft())
-        if not batches:
+        if not any(batch[0] for batch in batches):
             return
         ids = [i for batch in batches for i in batch[0]]
         docs = [d for batch in batches for d in batch[1]]
