@@ -301,6 +301,10 @@ class TransactionalOutput(Protocol):
     of the checkpoint (which names the run's lease epoch). If that update finds the lease
     taken over, the transaction rolls back: none of the records is written, and the run
     ends with exit 6. ``write_in`` must not commit, roll back or close the connection.
+
+    An output that also has ``written()`` (as ``BackgroundSyncOutput``) is committed on the
+    host's commit thread: ``written()`` hands each group over on the run's thread, then
+    that group's commit transaction calls ``write_in``, which writes exactly that group.
     """
 
     def joins_state(self) -> bool:
