@@ -232,6 +232,7 @@ def section_postgres(args: argparse.Namespace, work: Path, report: Report) -> No
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line: size, repetitions, page size, a server, a JSON file."""
     parser = argparse.ArgumentParser(description="The postgres output beside jsonl and the "
                                      "bare loop: a backfill's rows per second.")
     parser.add_argument("--events", type=int, default=100_000, help="backfill size (100000)")
@@ -245,6 +246,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 @contextlib.contextmanager
 def _workdir() -> Iterator[Path]:
+    """A temporary folder for the runs, removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="plugin-host-bench-pg-") as tmp:
         yield Path(tmp)
 

@@ -57,6 +57,7 @@ def check_table(db: Database, events: list[Any], **kwargs: Any) -> None:
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[PostmanEmulator]:
+    """One emulator of 1,500 events for the module."""
     with PostmanEmulator(EmulatorConfig(events=1500, days=30)) as emu:
         yield emu
 

@@ -36,6 +36,7 @@ class Watch:
         self.conn = db.connect()
 
     def rows(self) -> int:
+        """The table's rows (0 before it exists)."""
         made = self.conn.execute("SELECT to_regclass('audit_events')").fetchone()[0]
         return int(self.conn.execute("SELECT count(*) FROM audit_events").fetchone()[0]
                    ) if made else 0
@@ -49,6 +50,7 @@ class Watch:
         ).fetchone()[0])
 
     def close(self) -> None:
+        """Close the connection."""
         self.conn.close()
 
 
@@ -100,6 +102,7 @@ def resent_rows(out_db: Database) -> int:
 
 @pytest.fixture(scope="module")
 def kill_emulator() -> Iterator[PostmanEmulator]:
+    """One emulator of 6,000 events for the module's kill tests."""
     with PostmanEmulator(EmulatorConfig(events=6000, days=30)) as emulator:
         yield emulator
 
