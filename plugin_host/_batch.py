@@ -14,7 +14,10 @@ foreground, after the commit in flight, so a run never ends with a commit in fli
 
 An output that writes in the state's own transaction (``TransactionalOutput``, with a
 store that has ``shared_transactions``) is never made durable apart: each commit hands the
-store its ``write_in``, in the foreground.
+store its ``write_in``. When it has ``written`` too (the ``postgres`` output), ``written``
+hands the group's records over on the run's thread, and the commit transaction, with
+``write_in`` writing exactly that group, runs on the commit thread like a background sync
+(one at a time, in order; the last one in the foreground).
 """
 
 from __future__ import annotations
@@ -67,6 +70,10 @@ class Batch:
         self.commits += 1
 
 
+def _nothing() -> None:
+    """The sync of a group written in the commit's own transaction: none apart."""
+
+
 class Committer:
     """Commits a run's batches into ``store`` under the pipeline's and input's names."""
 
@@ -77,8 +84,7 @@ class Committer:
         self._joined = output if (store.shared_transactions
                                   and isinstance(output, TransactionalOutput)
                                   and output.joins_state()) else None
-        self._background = output if (self._joined is None
-                                      and isinstance(output, BackgroundSyncOutput)) else None
+        self._background = output if isinstance(output, BackgroundSyncOutput) else None
         self._store, self._names = store, names
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -92,6 +98,9 @@ class Committer:
             background = self._background
             if background is None:
                 self._commit_now(checkpoint)
+            elif self._joined is not None:  # the group handed over, written in the commit
+                background.written()
+                self._start(checkpoint, None, _nothing)
             else:
                 self._start(checkpoint, background.written(), background.sync)
             batch.committed(time.monotonic())
@@ -109,6 +118,8 @@ class Committer:
         """Commit in the foreground: the output made durable, or its records written in the
         commit's own transaction."""
         if self._joined is not None:
+            if self._background is not None:
+                self._background.written()
             self._store.commit(*self._names, checkpoint, None, within=self._joined.write_in)
         else:
             self._store.commit(*self._names, checkpoint, self._output.durable())
@@ -127,7 +138,10 @@ class Committer:
                 sync: Callable[[], None]) -> None:
         try:
             sync()
-            self._store.commit(*self._names, checkpoint, position)
+            if self._joined is not None:
+                self._store.commit(*self._names, checkpoint, None, within=self._joined.write_in)
+            else:
+                self._store.commit(*self._names, checkpoint, position)
         except BaseException as exc:  # handed to the run's thread by ``wait``
             self._error = exc
 

@@ -135,7 +135,11 @@ class OutputContext:
     see calls it just before each write (under a lock that the other run's recovery takes
     too, for a file), so a run that was frozen past its lease writes nothing once it wakes.
     ``state_url`` is the state's PostgreSQL URL (a secret, redacted like one; "" for a
-    SQLite state), for an output that writes to the state's own database.
+    SQLite state), for an output that writes to the state's own database. ``secrets`` are
+    the output's own, resolved (a secret named in the class's ``state_url_secrets`` and left
+    out of the pipeline is the state's URL). ``record_key`` names the properties that
+    identify a record (the input manifest's ``records.key`` when there is one and no
+    transform reshapes the records; else empty: the output picks its own default).
     """
 
     pipeline_name: str
@@ -145,6 +149,8 @@ class OutputContext:
     state_location: str = ""
     fence: Callable[[], None] = _never_fenced
     state_url: str = field(default="", repr=False)
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    record_key: tuple[str, ...] = ()
 
 
 @runtime_checkable
@@ -295,6 +301,10 @@ class TransactionalOutput(Protocol):
     of the checkpoint (which names the run's lease epoch). If that update finds the lease
     taken over, the transaction rolls back: none of the records is written, and the run
     ends with exit 6. ``write_in`` must not commit, roll back or close the connection.
+
+    An output that also has ``written()`` (as ``BackgroundSyncOutput``) is committed on the
+    host's commit thread: ``written()`` hands each group over on the run's thread, then
+    that group's commit transaction calls ``write_in``, which writes exactly that group.
     """
 
     def joins_state(self) -> bool:

@@ -111,12 +111,13 @@ EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected error: a bug (rerun with --debug and report it)",
     2: "configuration error: the pipeline file, settings, secrets, saved state that does not "
-    "fit them, or an output file that belongs to another pipeline",
+    "fit them, an output file that belongs to another pipeline, or an output table of "
+    "another shape",
     3: "authentication or permission refused by the upstream",
     4: "upstream unavailable or failing after retries, a quota exhausted, or an upstream "
     "breaking its own contract",
     5: "storage: the output or state cannot be written, the state file is damaged, or the "
-    "state database is unreachable, refuses or is newer",
+    "state or output database is unreachable, refuses or is newer",
     6: "busy: another run of the same pipeline holds its lock or lease, or took this run's "
     "lease over",
 }

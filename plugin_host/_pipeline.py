@@ -51,6 +51,7 @@ class Pipeline:
     state_url: str = field(default="", repr=False)  # a PostgreSQL state: a secret
     lease_seconds: float = DEFAULT_LEASE_SECONDS  # a PostgreSQL state's lease
     transforms: TransformChain = field(default_factory=TransformChain)  # input → output
+    output_secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def base_dir(self) -> Path:
@@ -127,22 +128,21 @@ def load_pipeline(
         "input", input_doc, registry, base_dir, errors, known.input if known else None)
     secrets: dict[str, str] = {}
     if registered_input is not None:
-        secrets, secret_errors = _secrets(
-            registered_input.manifest, input_doc.get("secrets"), base_dir, resolve)
-        errors += secret_errors
-        refs = input_doc.get("secrets")
-        for name, ref in (refs.items() if isinstance(refs, Mapping) else ()):
-            if isinstance(ref, str):
-                warnings.append(
-                    f"{join_path('$.input.secrets', [name])} is written into the pipeline "
-                    "file; prefer {env: NAME} or {file: path}"
-                )
+        secrets = _component_secrets("input", registered_input, input_doc, base_dir,
+                                     resolve, errors, warnings)
     registered_output, output_settings = _component(
         "output", output_doc, registry, base_dir, errors, known.output if known else None)
+    output_secrets: dict[str, str] = {}
+    if registered_output is not None:
+        output_secrets = _component_secrets("output", registered_output, output_doc,
+                                            base_dir, resolve, errors, warnings)
 
     transforms = load_transforms(doc.get("transforms"), registry, registered_input,
                                  str(doc.get("name")), base_dir, errors)
     state_url = _state_url(state_doc, base_dir, errors, warnings)
+    if registered_output is not None:
+        errors += _state_url_defaults(registered_output, output_doc, output_secrets,
+                                      state_url, shared)
     if not shared and isinstance(state_value, str) and (
             problem := creatable_problem(state_path)):
         errors.append(f"$.state.path: {problem}")
@@ -159,6 +159,7 @@ def load_pipeline(
         output=registered_output,
         output_settings=output_settings,
         state_path=state_path,
+        output_secrets=output_secrets,
         warnings=warnings,
         fingerprint=(known.fingerprint if known else validation_cache.fingerprint(
             text, registered_input, registered_output)) if resolve and not shared else "",
@@ -229,8 +230,54 @@ def _component(
     return registered, settings
 
 
+def _component_secrets(
+    kind: str, registered: Registered, doc: Mapping[str, Any], base_dir: Path, resolve: bool,
+    errors: list[str], warnings: list[str],
+) -> dict[str, str]:
+    """The input's or output's secrets, resolved; a literal one is warned about."""
+    values, secret_errors = _secrets(registered.manifest, doc.get("secrets"), base_dir,
+                                     resolve, kind)
+    errors += secret_errors
+    refs = doc.get("secrets")
+    for name, ref in (refs.items() if isinstance(refs, Mapping) else ()):
+        if isinstance(ref, str):
+            warnings.append(
+                f"{join_path(f'$.{kind}.secrets', [name])} is written into the pipeline "
+                "file; prefer {env: NAME} or {file: path}"
+            )
+    return values
+
+
+def _state_url_defaults(
+    registered: Registered, doc: Mapping[str, Any], values: dict[str, str], state_url: str,
+    shared: bool,
+) -> list[str]:
+    """Fill each secret the output class names in ``state_url_secrets`` and the pipeline
+    left out with the state's URL; without a state URL, each is an error."""
+    refs = doc.get("secrets")
+    refs = refs if isinstance(refs, Mapping) else {}
+    errors = []
+    for name in getattr(registered.cls, "state_url_secrets", ()):
+        if name in refs:
+            continue
+        if state_url:
+            values[name] = state_url
+        elif not shared:  # a state url that failed is reported once, as itself
+            errors.append(f"{join_path('$.output.secrets', [name])}: is required unless the "
+                          "state is on PostgreSQL (state.url); set {env: NAME} or {file: path}")
+    return errors
+
+
+def _redact_url_parts(value: str) -> None:
+    """A secret that is a URL with a password: its password alone is redacted too."""
+    if "://" in value and "@" in value:
+        from .state import _url
+
+        _url.register(value)
+
+
 def _secrets(
-    manifest: Mapping[str, Any], refs: Any, base_dir: Path, resolve: bool
+    manifest: Mapping[str, Any], refs: Any, base_dir: Path, resolve: bool, kind: str = "input"
 ) -> tuple[dict[str, str], list[str]]:
     """Resolve each declared secret; errors name the secret and the cause, never the value."""
     refs = refs if isinstance(refs, Mapping) else {}
@@ -242,10 +289,10 @@ def _secrets(
     for name in refs:
         if name not in declared:
             known = ", ".join(declared) or "none"
-            where = join_path("$.input.secrets", [name])
-            errors.append(f"{where}: unknown secret (this input takes: {known})")
+            where = join_path(f"$.{kind}.secrets", [name])
+            errors.append(f"{where}: unknown secret (this {kind} takes: {known})")
     for name in declared:
-        where = join_path("$.input.secrets", [name])
+        where = join_path(f"$.{kind}.secrets", [name])
         if name not in refs:
             if name in required:
                 errors.append(f"{where}: is required (set {{env: NAME}} or {{file: path}})")
@@ -258,6 +305,7 @@ def _secrets(
             errors.append(f"{where}: {exc}")
             continue
         redactor.add([value])
+        _redact_url_parts(value)
         values[name] = value
         errors += schema_errors(schema["properties"][name], value, where)
     return values, errors

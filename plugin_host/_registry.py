@@ -171,7 +171,7 @@ class Registry:
     def _admit(self, entry: _Pending) -> None:
         kind, manifest = entry.kind, entry.manifest
         errors = manifest_errors(manifest)
-        if kind != "input" and isinstance(manifest, Mapping) and manifest.get("secrets"):
+        if kind == "transform" and isinstance(manifest, Mapping) and manifest.get("secrets"):
             errors.append(f"$.secrets: {kind}s take settings only")
         label = getattr(entry.cls, "__name__", repr(entry.cls))
         if errors:

@@ -108,6 +108,16 @@ def _checked(checkpoint: Mapping[str, Any], pipeline: Pipeline) -> str:
     return data.decode("utf-8")
 
 
+def _record_key(pipeline: Pipeline) -> tuple[str, ...]:
+    """The properties that identify a record, from the input's manifest (``records.key``),
+    when no transform reshapes the records; else empty."""
+    records = pipeline.input.manifest.get("records")
+    key = records.get("key") if isinstance(records, Mapping) else None
+    if pipeline.transforms.names or not isinstance(key, list):
+        return ()
+    return tuple(str(k) for k in key)
+
+
 def run_once(
     pipeline: Pipeline,
     *,
@@ -124,14 +134,17 @@ def run_once(
     context = InputContext(pipeline.name, input_log, summary.stats, stop_event, progress)
     out_log = logging.getLogger(f"plugin_host.output.{pipeline.output.name}")
 
-    with guarded(pipeline.secrets), contextlib.closing(open_store(pipeline)) as store:
+    secrets = {**pipeline.secrets, **pipeline.output_secrets}
+    with guarded(secrets), contextlib.closing(open_store(pipeline)) as store:
         keys = rate_limit_keys(pipeline.input.manifest, pipeline.secrets) \
             if pipeline.state_url else []
         # a lease another run took over sets the stop flag: a wait in the input ends at once
         with store.lease(pipeline.name, keys=keys, on_lost=stop_event.set) as lease:
             out_context = OutputContext(pipeline.name, pipeline.base_dir, out_log,
                                         state_id=store.id, state_location=store.location,
-                                        fence=lease.check, state_url=pipeline.state_url)
+                                        fence=lease.check, state_url=pipeline.state_url,
+                                        secrets=pipeline.output_secrets,
+                                        record_key=_record_key(pipeline))
             _run_leased(pipeline, store, out_context, context, summary, policy, stop_event)
             lease.check()  # a run whose lease was taken over ends with exit 6, not 0
     summary.seconds = time.monotonic() - started

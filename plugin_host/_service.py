@@ -17,8 +17,8 @@ from ._runner import RunSummary, run_once
 from ._secrets import guarded
 from .state.sqlite import StateStore
 
-__all__ = ["check_pipeline", "check_state", "progress_line", "run_forever", "state_reset",
-           "state_show"]
+__all__ = ["check_output", "check_pipeline", "check_state", "progress_line", "run_forever",
+           "state_reset", "state_show"]
 
 log = logging.getLogger("plugin_host.run")
 
@@ -93,6 +93,20 @@ def check_state(pipeline: Pipeline) -> str:
         if store.exists:
             return f"state database {store.location} ready"
         return f"state database {store.location} reachable (its tables are made on first run)"
+
+
+def check_output(pipeline: Pipeline) -> str:
+    """For an output with a ``check()`` (``postgres``): reach its destination and check it
+    (raising what it lacks); say what was found. Other outputs: ""."""
+    if not callable(getattr(pipeline.output.cls, "check", None)):
+        return ""
+    from ._contract import OutputContext
+
+    context = OutputContext(pipeline.name, pipeline.base_dir,
+                            logging.getLogger(f"plugin_host.output.{pipeline.output.name}"),
+                            state_url=pipeline.state_url, secrets=pipeline.output_secrets)
+    with guarded(pipeline.output_secrets):
+        return str(pipeline.output.cls(pipeline.output_settings, context).check())
 
 
 def state_show(pipeline: Pipeline) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from ._registry import discover
 from ._runner import run_once
 from ._secrets import redactor
 from ._service import (
+    check_output,
     check_pipeline,
     check_state,
     progress_line,
@@ -121,6 +122,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Validate, then make one authenticated call upstream."""
     pipeline = load_pipeline(args.pipeline, discover())
     state = check_state(pipeline)
+    if output := check_output(pipeline):
+        state = f"{state}, {output}" if state else output
     check_pipeline(pipeline)
     state = f", {state}" if state else ""
     print(f"{pipeline.name}: configuration valid{state} and {pipeline.input.name} reachable")

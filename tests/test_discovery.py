@@ -106,7 +106,7 @@ class TestInstalledPlugins:
                            PLUGIN_HOST_LOAD_PLUGINS="fixture_good,builtin_outputs")
         assert data["failures"] == []
         assert sorted(by_name(data["inputs"])) == ["fixture_counter", "fixture_echo"]
-        assert sorted(by_name(data["outputs"])) == ["jsonl", "stdout"]
+        assert sorted(by_name(data["outputs"])) == ["jsonl", "postgres", "stdout"]
 
     def test_text_listing_names_failures_and_their_distributions(
         self, plugin_venv: Venv, tmp_path: Path
@@ -189,14 +189,17 @@ class TestRegistry:
         assert "$.settings.properties.limit.description: is required" in (
             registry.failures[0].reason)
 
-    def test_an_output_with_secrets_is_refused(self) -> None:
-        cls = _input_class("leaky_output", secrets={
-            "type": "object", "additionalProperties": False, "properties": {
-                "key": {"type": "string", "writeOnly": True, "description": "k"}}})
+    def test_a_transform_with_secrets_is_refused_an_output_with_secrets_is_not(self) -> None:
+        secrets = {"type": "object", "additionalProperties": False, "properties": {
+            "key": {"type": "string", "writeOnly": True, "description": "k"}}}
         registry = Registry()
-        registry.add_plugin(self._plugin(cls, kind="outputs"), "out", "dist-out")
-        assert registry.outputs == {}
-        assert "$.secrets: outputs take settings only" in registry.failures[0].reason
+        registry.add_plugin(self._plugin(_input_class("leaky_transform", secrets=secrets),
+                                         kind="transforms"), "tr", "dist-tr")
+        registry.add_plugin(self._plugin(_input_class("keyed_output", secrets=secrets),
+                                         kind="outputs"), "out", "dist-out")
+        assert registry.transforms == {}
+        assert "$.secrets: transforms take settings only" in registry.failures[0].reason
+        assert list(registry.outputs) == ["keyed_output"]
 
     def test_duplicate_names_keep_the_first(self) -> None:
         registry = add_fixture_plugin(Registry())

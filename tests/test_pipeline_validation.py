@@ -69,7 +69,7 @@ def test_five_errors_are_all_reported_at_once(tmp_path: Path, cli: Cli, token: s
         "version (additionalProperties)",
         "$.input.settings.total: must be a whole number (type)",
         "$.input.settings.since: must be a date-time like 2026-11-20T08:00:00Z (format)",
-        "$.output.type: unknown output 'nope' (installed: jsonl, stdout)",
+        "$.output.type: unknown output 'nope' (installed: jsonl, postgres, stdout)",
     ])
 
 

@@ -34,14 +34,14 @@ CONNECT_OPTIONS: dict[str, Any] = {
 #: Words of libpq's and the server's messages that mean the database refused this login.
 _REFUSALS = (
     ("password authentication failed", "it refused the password of user {user}: check the "
-     "password in state.url"),
-    ("no password supplied", "it asks for a password and state.url has none"),
-    ("role \"", "it has no user {user}: check the user in state.url"),
-    ("does not exist", "it has no database {database}: create it, or check state.url"),
+     "password in {setting}"),
+    ("no password supplied", "it asks for a password and {setting} has none"),
+    ("role \"", "it has no user {user}: check the user in {setting}"),
+    ("does not exist", "it has no database {database}: create it, or check {setting}"),
     ("no pg_hba.conf entry", "its pg_hba.conf does not let user {user} in from here"),
     ("permission denied for database", "user {user} may not connect to database {database}: "
      "GRANT CONNECT ON DATABASE to it"),
-    ("could not translate host name", "its host name does not resolve: check state.url"),
+    ("could not translate host name", "its host name does not resolve: check {setting}"),
     ("ssl", "the TLS handshake failed"),
 )
 
@@ -82,9 +82,11 @@ def _parts(url: str) -> dict[str, str]:
         return {"user": "(unknown)", "database": "(unknown)"}
 
 
-def failure(exc: BaseException, url: str, doing: str) -> LocalStorageError:
-    """``exc`` from the driver as one line: which database, what failed, what to do."""
-    where = f"state database {_url.display(url)}"
+def failure(exc: BaseException, url: str, doing: str, *, what: str = "state database",
+            setting: str = "state.url") -> LocalStorageError:
+    """``exc`` from the driver as one line: which database, what failed, what to do
+    (``what`` names the database's role, ``setting`` where its URL is set)."""
+    where = f"{what} {_url.display(url)}"
     psycopg = driver()
     text = " ".join(str(exc).split())
     sqlstate = getattr(exc, "sqlstate", None) or ""
@@ -97,13 +99,14 @@ def failure(exc: BaseException, url: str, doing: str) -> LocalStorageError:
             "was written", url))
     if isinstance(exc, psycopg.ProgrammingError) and not sqlstate and doing == "connecting":
         # the driver quotes the bad part of a URL it cannot read: never show it
-        return LocalStorageError(f"{where}: state.url cannot be read by the driver; check "
+        return LocalStorageError(f"{where}: {setting} cannot be read by the driver; check "
                                  "its form (postgresql://USER:PASSWORD@HOST:5432/DATABASE)")
     lowered = text.lower() if not sqlstate or sqlstate[:2] in ("08", "28", "3D", "57") else ""
     for needle, reason in _REFUSALS:
         if needle in lowered:
             return LocalStorageError(_url.scrub(
-                f"{where}: {reason.format(**_parts(url))}; nothing was written", url))
+                f"{where}: {reason.format(setting=setting, **_parts(url))}; nothing was "
+                "written", url))
     for needle, reason in _OUTAGES:
         if needle in lowered:
             return LocalStorageError(_url.scrub(
@@ -132,8 +135,11 @@ class Connection:
         reconnect_seconds: float,
         session: Sequence[str] = (),
         on_reconnect: Callable[[Any], None] | None = None,
+        what: str = "state database",
+        setting: str = "state.url",
     ) -> None:
         self.url = url
+        self._named = {"what": what, "setting": setting}
         self.reconnect_seconds = reconnect_seconds
         self._session = tuple(session)
         self._on_reconnect = on_reconnect
@@ -159,7 +165,7 @@ class Connection:
                 try:
                     self._conn = self._open()
                 except driver().Error as exc:
-                    raise failure(exc, self.url, doing) from None
+                    raise failure(exc, self.url, doing, **self._named) from None
 
     def run(self, fn: Callable[[Any], T], doing: str, *, retry: bool = True) -> T:
         """``fn(connection)``; after a lost connection, reconnect and run it again (with
@@ -177,7 +183,7 @@ class Connection:
                         if reconnected and self._on_reconnect is not None:
                             self._on_reconnect(self._conn)
                     if reconnected:
-                        log.warning("state database %s: connected again",
+                        log.warning("%s %s: connected again", self._named["what"],
                                     _url.display(self.url))
                     return fn(self._conn)
                 except psycopg.Error as exc:
@@ -185,17 +191,18 @@ class Connection:
                     if conn is not None and (conn.closed or getattr(conn, "broken", False)):
                         self._conn = None
                     if not (retry and lost) or self._closed:
-                        raise failure(exc, self.url, doing) from None
+                        raise failure(exc, self.url, doing, **self._named) from None
                     now = time.monotonic()
                     if deadline is None:
                         deadline = now + self.reconnect_seconds
-                        log.warning("state database %s: connection lost while %s (%s); "
-                                    "reconnecting for up to %.0f s", _url.display(self.url),
+                        log.warning("%s %s: connection lost while %s (%s); "
+                                    "reconnecting for up to %.0f s", self._named["what"],
+                                    _url.display(self.url),
                                     doing, _url.scrub(str(exc).strip().splitlines()[0]
                                                       if str(exc).strip() else "", self.url),
                                     self.reconnect_seconds)
                     if now >= deadline:
-                        raise failure(exc, self.url, doing) from None
+                        raise failure(exc, self.url, doing, **self._named) from None
                     time.sleep(min(delay, max(deadline - now, 0.0)))
                     delay = min(delay * 2, 1.0)
 

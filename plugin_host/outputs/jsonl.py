@@ -1,9 +1,6 @@
-"""The built-in outputs, registered through the same entry-point path as any plugin.
-
-``stdout``: JSON lines on standard output, at least once (a pipe cannot be cut back).
-``jsonl``: JSON lines appended to a file, exactly once across crashes: the host commits
-the file's durable length with each checkpoint, and ``open`` cuts any tail written
-after the last commit. A file belongs to one pipeline (``_ownership``): another
+"""The ``jsonl`` output: JSON lines appended to a file, exactly once across crashes: the
+host commits the file's durable length with each checkpoint, and ``open`` cuts any tail
+written after the last commit. A file belongs to one pipeline (``_ownership``): another
 pipeline's run is refused before anything is cut or written.
 
 With a state that another run can take over (PostgreSQL), each write to the file, and the
@@ -18,60 +15,20 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ._contract import OutputContext
-from ._exceptions import LocalStorageError
-from ._jsonl import dumps_lines
-from ._ownership import Owner, claim, owned_by
-from ._paths import creatable_problem, resolve_path
-from ._words import plural
-from .hookspecs import hookimpl
+from .._contract import OutputContext
+from .._exceptions import LocalStorageError
+from .._jsonl import dumps_lines
+from .._ownership import Owner, claim, owned_by
+from .._paths import creatable_problem, resolve_path
+from .._words import plural
 
-__all__ = ["JsonlOutput", "StdoutOutput", "plugin_host_register_outputs"]
+__all__ = ["JsonlOutput"]
 
 _FLUSH_BYTES = 1 << 20
-
-
-class StdoutOutput:
-    """JSON lines on standard output."""
-
-    manifest: ClassVar[Mapping[str, Any]] = {
-        "name": "stdout",
-        "description": "Writes each record as one JSON line on standard output (at least once).",
-        "settings": {"type": "object", "properties": {}, "additionalProperties": False},
-    }
-
-    def __init__(self, settings: Mapping[str, Any], context: OutputContext) -> None:
-        self._stream = sys.stdout.buffer
-        self._fence = context.fence
-
-    def open(self, committed: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-        """Nothing to recover: a stream cannot be cut back."""
-        return None
-
-    def write(self, records: Sequence[Mapping[str, Any]]) -> None:
-        """Write the records as JSON lines (none once the run's lease was taken over)."""
-        self._fence()
-        try:
-            self._stream.write(dumps_lines(records))
-        except (BrokenPipeError, OSError) as exc:
-            raise LocalStorageError(f"standard output cannot be written ({exc})") from None
-
-    def durable(self) -> Mapping[str, Any] | None:
-        """Flush standard output."""
-        try:
-            self._stream.flush()
-        except (BrokenPipeError, OSError) as exc:
-            raise LocalStorageError(f"standard output cannot be written ({exc})") from None
-        return None
-
-    def close(self) -> None:
-        """Flush what is left."""
-        self.durable()
 
 
 class JsonlOutput:
@@ -280,10 +237,3 @@ class JsonlOutput:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-
-
-@hookimpl
-def plugin_host_register_outputs(register: Any) -> None:
-    """Register the built-in outputs."""
-    register(StdoutOutput)
-    register(JsonlOutput)
