@@ -23,7 +23,7 @@ PRIVILEGES = {
     "plugin_host_syncs": ("SELECT", "INSERT", "UPDATE"),
 }
 
-CREATE = (
+CREATE: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS plugin_host_meta (
         key text PRIMARY KEY,
         value text NOT NULL)""",
