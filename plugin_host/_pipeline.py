@@ -51,6 +51,7 @@ class Pipeline:
     state_url: str = field(default="", repr=False)  # a PostgreSQL state: a secret
     lease_seconds: float = DEFAULT_LEASE_SECONDS  # a PostgreSQL state's lease
     transforms: TransformChain = field(default_factory=TransformChain)  # input → output
+    every: float | None = None  # schedule.every: seconds between a worker's syncs
 
     @property
     def base_dir(self) -> Path:
@@ -166,7 +167,14 @@ def load_pipeline(
         transforms=transforms,
         state_url=state_url,
         lease_seconds=float(state_doc.get("lease_seconds", DEFAULT_LEASE_SECONDS)),
+        every=_every(doc),
     )
+
+
+def _every(doc: Mapping[str, Any]) -> float | None:
+    """The pipeline's ``schedule.every`` in seconds (checked by the schema), or None."""
+    value = _section(doc, "schedule").get("every")
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def _state_url(
