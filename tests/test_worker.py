@@ -31,7 +31,7 @@ from reliability.support import (
 pytestmark = pytest.mark.reliability
 
 URL_ENV = "WORKER_STATE_URL"
-SYNC_LINE = re.compile(r"^(\S+ \S+) INFO plugin_host\.worker: sync pipeline=(\S+) "
+SYNC_LINE = re.compile(r"^(\S+ \S+) (?:INFO|WARNING) plugin_host\.worker: sync pipeline=(\S+) "
                        r"outcome=(\S+) records=(\d+) requests=(\d+) duration=([\d.]+)s")
 
 
@@ -191,11 +191,12 @@ def test_status_lists_last_success_lag_holder_and_last_error(
 
 @pytest.mark.slow
 def test_two_workers_never_run_one_pipeline_at_once(tmp_path: Path, pg_db: Database) -> None:
-    """Two workers, three pipelines whose syncs outlast their period: each pipeline's syncs
-    that got past the lease never overlap in time, across both workers."""
+    """Two workers, three pipelines whose backfills outlast their period (so syncs of one
+    pipeline are dispatched while one runs): those that got past the lease never overlap in
+    time, across both workers; the others ended busy without a request."""
     keys = [f"PMAK-team-{i}-key" for i in range(3)]  # a key each: no key lease between them
     emulators = [PostmanEmulator(EmulatorConfig(
-        events=1200, days=30, fault_rate=1.0, faults=("delay",), delay_seconds=0.05,
+        events=3000, days=30, fault_rate=1.0, faults=("delay",), delay_seconds=0.05,
         api_key=key)).start() for key in keys]
     try:
         files = [worker_pipeline(tmp_path, emu.url, f"p{i}", every=1, page_size=50,
@@ -203,8 +204,8 @@ def test_two_workers_never_run_one_pipeline_at_once(tmp_path: Path, pg_db: Datab
         environ = worker_env(pg_db, **{f"KEY_{i}": key for i, key in enumerate(keys)})
         workers = [start_worker(files, tmp_path, environ, "--concurrency", "3")
                    for _ in range(2)]
-        wait_until(lambda: all(line_count(tmp_path / f"p{i}.jsonl") == 1200
-                               for i in range(3)), timeout=60)
+        wait_until(lambda: all(line_count(tmp_path / f"p{i}.jsonl") == 3000
+                               for i in range(3)), timeout=90)
         time.sleep(4)  # a few more periods of syncs with nothing new
         for w in workers:
             w.signal(signal.SIGTERM)
@@ -218,7 +219,9 @@ def test_two_workers_never_run_one_pipeline_at_once(tmp_path: Path, pg_db: Datab
             spans = sorted((s["start"], s["end"]) for s in ran if s["pipeline"] == p)
             for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
                 assert start >= end - 0.01, f"two syncs of {p} overlapped"
-        assert all(s["requests"] == 0 for s in syncs if s["outcome"] == "busy")
+        busy = [s for s in syncs if s["outcome"] == "busy"]
+        assert busy, "no sync was dispatched while its pipeline's backfill ran"
+        assert all(s["requests"] == 0 for s in busy)
         for i, emu in enumerate(emulators):
             check_delivery(read_lines(tmp_path / f"p{i}.jsonl"), emu.events, complete=True)
     finally:
