@@ -214,7 +214,7 @@ def run_worker(config: WorkerConfig, concurrency: int) -> None:
     started = time.monotonic()
     asyncio.run(worker.serve())
     worker.executor.shutdown(wait=False, cancel_futures=True)
-    if worker.syncs.in_hand():
+    if worker.syncs.wait_until_done(worker.syncs.stopped_at + STOP_SECONDS):
         log.warning("%d syncs still running after %g s: left (their leases free as this "
                     "process ends; the next sync resumes from their last commit)",
                     worker.syncs.in_hand(), STOP_SECONDS)

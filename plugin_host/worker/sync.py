@@ -58,6 +58,7 @@ class Syncs:
         self._lock = threading.Lock()
         self._flags: set[threading.Event] = set()
         self.stopping = threading.Event()
+        self.stopped_at = 0.0
 
     def new_flag(self) -> threading.Event:
         """A stop flag for one sync (already set once the worker is stopping)."""
@@ -76,9 +77,19 @@ class Syncs:
     def stop_all(self) -> None:
         """Stop taking syncs; each sync in hand finishes or commits the page in hand."""
         with self._lock:
+            if not self.stopping.is_set():
+                self.stopped_at = time.monotonic()
             self.stopping.set()
             for flag in self._flags:
                 flag.set()
+
+    def wait_until_done(self, deadline: float) -> int:
+        """Wait for the syncs in hand to end, until ``deadline`` (monotonic); how many are
+        left. procrastinate forgets a sync whose job it gave up on (after its own graceful
+        timeout, or when its worker was restarted), but the sync's thread runs on."""
+        while self.in_hand() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.in_hand()
 
     def in_hand(self) -> int:
         """How many syncs are running."""
