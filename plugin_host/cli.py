@@ -194,6 +194,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker_log = logging.getLogger("plugin_host.worker")
     if worker_log.getEffectiveLevel() > logging.INFO:
         worker_log.setLevel(logging.INFO)  # the one line per sync, at any --log-level
+    if args.log_level != "DEBUG":  # its failures are told in one line by the worker loop
+        logging.getLogger("procrastinate").setLevel(logging.CRITICAL)
     gc.freeze()
     run_worker(config, args.concurrency)
     return 0
