@@ -161,6 +161,9 @@ def main() -> int:
     parser.add_argument("--workers", default="1,2,3")
     args = parser.parse_args()
     server = PostgresServer.start_new()
+    with server.admin("postgres") as conn:  # the test server allows 60: 3 workers need more
+        conn.execute("ALTER SYSTEM SET max_connections = 200")
+    server.restart()
     rows = []
     try:
         with AnyTeamEmulator(EmulatorConfig(events=20, days=30)) as emu, \

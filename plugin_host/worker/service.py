@@ -70,7 +70,7 @@ class Worker:
         self.runner = f"pid {os.getpid()} on {socket.gethostname()}"
         self.executor = ThreadPoolExecutor(concurrency, thread_name_prefix="plugin-host-sync")
         self.connector = procrastinate.PsycopgConnector(
-            conninfo=config.url, min_size=1, max_size=concurrency + 4,
+            conninfo=config.url, min_size=1, max_size=4 + min(concurrency, 4),
             kwargs={"connect_timeout": 10})
         self.app = procrastinate.App(connector=self.connector)
         self._already = procrastinate.exceptions.AlreadyEnqueued
