@@ -8,6 +8,7 @@ request's deadline, and none at all once it has passed.
 
 from __future__ import annotations
 
+import functools
 import ssl
 import time
 from collections.abc import Iterable
@@ -86,9 +87,17 @@ class _Backend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
+@functools.lru_cache(maxsize=1)
+def _ssl_context() -> ssl.SSLContext:
+    """httpx's default TLS context (certifi's CAs, or SSL_CERT_FILE/SSL_CERT_DIR), made once
+    per process: loading the CA bundle is about 30 ms of CPU, paid by every client
+    otherwise (every sync of a worker). A context is safe to share between threads."""
+    return httpx.create_ssl_context()
+
+
 def transport_with_deadline(deadline: Deadline) -> httpx.HTTPTransport:
     """httpx's own transport (same defaults), every connection bounded by ``deadline``."""
-    transport = httpx.HTTPTransport()
+    transport = httpx.HTTPTransport(verify=_ssl_context())
     pool: Any = transport._pool  # httpcore takes a network backend only at construction:
     pool._network_backend = _Backend(pool._network_backend, deadline)  # wrap the one it made
     return transport

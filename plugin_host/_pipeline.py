@@ -52,6 +52,7 @@ class Pipeline:
     lease_seconds: float = DEFAULT_LEASE_SECONDS  # a PostgreSQL state's lease
     transforms: TransformChain = field(default_factory=TransformChain)  # input → output
     output_secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    every: float | None = None  # schedule.every: seconds between a worker's syncs
 
     @property
     def base_dir(self) -> Path:
@@ -167,7 +168,14 @@ def load_pipeline(
         transforms=transforms,
         state_url=state_url,
         lease_seconds=float(state_doc.get("lease_seconds", DEFAULT_LEASE_SECONDS)),
+        every=_every(doc),
     )
+
+
+def _every(doc: Mapping[str, Any]) -> float | None:
+    """The pipeline's ``schedule.every`` in seconds (checked by the schema), or None."""
+    value = _section(doc, "schedule").get("every")
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def _state_url(

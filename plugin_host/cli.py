@@ -48,6 +48,8 @@ COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
     "new-input": (0, 2),
     "singer": (0, 1, 2, 3, 4, 5),
     "airbyte": (0, 1, 2, 3, 4, 5),
+    "worker": (0, 2, 5),
+    "status": (0, 2, 5),
 }
 """The exit codes each command can end with (the README's command table lists the same)."""
 
@@ -183,6 +185,34 @@ def cmd_state(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Sync many pipelines on a schedule, with other workers on one PostgreSQL state."""
+    from .worker import check_worker, load_config, run_worker
+
+    config = load_config(args.pipelines, discover(), args.every)
+    for pipeline in config.pipelines.values():
+        for warning in pipeline.warnings:
+            log.warning("%s", warning)
+    if args.check:
+        print("; ".join(check_worker(config)))
+        return 0
+    worker_log = logging.getLogger("plugin_host.worker")
+    if worker_log.getEffectiveLevel() > logging.INFO:
+        worker_log.setLevel(logging.INFO)  # the one line per sync, at any --log-level
+    if args.log_level != "DEBUG":  # its failures are told in one line by the worker loop
+        logging.getLogger("procrastinate").setLevel(logging.CRITICAL)
+    gc.freeze()
+    run_worker(config, args.concurrency)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Each pipeline's last success, lag, current holder and last sync."""
+    from .worker.status import print_status
+
+    return print_status(args.pipelines, discover(), as_json=args.json)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start an input's bundled emulator, run a pipeline against it and print a summary."""
     from ._demo import run_demo
@@ -269,6 +299,23 @@ def _parser() -> argparse.ArgumentParser:
                    help="sync again every SECONDS until SIGTERM/SIGINT")
     p.add_argument("--quiet", action="store_true",
                    help="no progress line and no summary on stderr; errors are still shown")
+    p = add("worker", cmd_worker,
+            "sync many pipelines on a schedule, with other workers on one PostgreSQL state")
+    p.add_argument("pipelines", nargs="+", metavar="PIPELINE",
+                   help="pipeline files, each with state: {url: ...} on one database; start "
+                        "every worker with the same files")
+    p.add_argument("--every", type=float, default=300.0, metavar="SECONDS",
+                   help="seconds between two syncs of a pipeline whose file sets no "
+                        "schedule.every (default 300)")
+    p.add_argument("--concurrency", type=int, default=4, metavar="N",
+                   help="syncs this worker runs at once (default 4)")
+    p.add_argument("--check", action="store_true",
+                   help="validate every file, reach the database, make the tables, and exit")
+    p = add("status", cmd_status,
+            "each pipeline's last success, lag, current holder and last sync")
+    p.add_argument("pipelines", nargs="+", metavar="PIPELINE",
+                   help="pipeline files with state: {url: ...}")
+    p.add_argument("--json", action="store_true", help="print JSON, one object per pipeline")
     p = add("state", cmd_state, "show or reset a pipeline's saved state")
     p.add_argument("action", choices=["show", "reset"],
                    help="show: print the saved state as JSON; reset: clear it, so the next "

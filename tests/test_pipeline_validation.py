@@ -65,7 +65,7 @@ def test_five_errors_are_all_reported_at_once(tmp_path: Path, cli: Cli, token: s
     assert "5 errors in the pipeline:" in result.err
     assert sorted(error_lines(result)) == sorted([
         "$.version: must be 1 (const)",
-        "$: unknown key 'colour'; known keys: input, name, output, state, transforms, "
+        "$: unknown key 'colour'; known keys: input, name, output, schedule, state, transforms, "
         "version (additionalProperties)",
         "$.input.settings.total: must be a whole number (type)",
         "$.input.settings.since: must be a date-time like 2026-11-20T08:00:00Z (format)",

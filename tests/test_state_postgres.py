@@ -43,7 +43,7 @@ def test_first_use_creates_the_tables_and_both_backends_are_state_stores(
     with pg_db.connect() as conn:
         version = conn.execute("SELECT value FROM plugin_host_meta WHERE key = "
                                "'schema_version'").fetchone()[0]
-    assert version == "1"
+    assert version == "2"
     assert store.location == f"postgresql://{pg_db.user}@127.0.0.1:{pg_db.server.port}/" \
                              f"{pg_db.name}"
     assert pg_db.password not in store.location
@@ -233,11 +233,31 @@ def test_a_newer_schema_is_refused_and_left_alone(pg_db: Database) -> None:
         conn.execute("UPDATE plugin_host_meta SET value = '7' WHERE key = 'schema_version'")
     with pytest.raises(LocalStorageError) as refused:
         PostgresStateStore(pg_db.url)
-    assert "schema version 7, newer than this plugin-host knows (1)" in str(refused.value)
+    assert "schema version 7, newer than this plugin-host knows (2)" in str(refused.value)
     assert pg_db.password not in str(refused.value)
     with pg_db.connect() as conn:
         assert conn.execute("SELECT value FROM plugin_host_meta WHERE key = "
                             "'schema_version'").fetchone()[0] == "7"
+
+
+def test_a_version_1_database_is_brought_to_version_2_keeping_its_state(
+        pg_db: Database) -> None:
+    with PostgresStateStore(pg_db.url) as store, store.lease("p"):
+        store.commit("p", "fixture_counter", {"cursor": 3}, {"rows": 3})
+    with pg_db.connect() as conn:  # as a plugin-host of schema version 1 left it
+        conn.execute("DROP TABLE plugin_host_syncs")
+        conn.execute("UPDATE plugin_host_meta SET value = '1' WHERE key = 'schema_version'")
+    with PostgresStateStore(pg_db.url, create=False) as reader:
+        assert reader.load("p") is not None  # read as it is; nothing changed
+    with pg_db.connect() as conn:
+        assert conn.execute("SELECT to_regclass('plugin_host_syncs')").fetchone()[0] is None
+    with PostgresStateStore(pg_db.url) as store:
+        saved = store.load("p")
+        assert saved is not None and saved.checkpoint == {"cursor": 3}
+    with pg_db.connect() as conn:
+        assert conn.execute("SELECT value FROM plugin_host_meta WHERE key = "
+                            "'schema_version'").fetchone()[0] == "2"
+        assert conn.execute("SELECT count(*) FROM plugin_host_syncs").fetchone()[0] == 0
 
 
 def test_without_create_an_empty_database_is_left_empty(pg_db: Database) -> None:

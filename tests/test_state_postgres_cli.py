@@ -129,7 +129,7 @@ def test_a_database_problem_is_one_line_exit_5_and_nothing_written(
         PostgresStateStore(url).close()  # the tables, as the owner made them
         with pg_db.connect() as conn:
             if case == "newer schema":
-                conn.execute("UPDATE plugin_host_meta SET value = '2' "
+                conn.execute("UPDATE plugin_host_meta SET value = '3' "
                              "WHERE key = 'schema_version'")
             else:
                 user, password = pg_db.server.new_role("ro")
@@ -141,7 +141,7 @@ def test_a_database_problem_is_one_line_exit_5_and_nothing_written(
     expected = {"unreachable": "it is unreachable (connection refused)",
                 "wrong password": "refused the password",
                 "missing privilege": "lacks a privilege",
-                "newer schema": "schema version 2, newer than this plugin-host knows (1)"}[case]
+                "newer schema": "schema version 3, newer than this plugin-host knows (2)"}[case]
     line = one_error(cli("run", pipeline), 5, "state database postgresql://", expected)
     assert pg_db.password not in line
     assert not (tmp_path / "out.jsonl").exists()  # nothing written, nothing claimed

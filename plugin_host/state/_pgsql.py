@@ -11,18 +11,19 @@ import hashlib
 
 __all__ = ["PRIVILEGES", "SCHEMA_VERSION", "TABLES", "advisory_key"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-TABLES = ("plugin_host_meta", "plugin_host_state", "plugin_host_key_leases")
+TABLES = ("plugin_host_meta", "plugin_host_state", "plugin_host_key_leases", "plugin_host_syncs")
 
 #: What a run needs on each table (the first run also needs CREATE on the schema).
 PRIVILEGES = {
     "plugin_host_meta": ("SELECT",),
     "plugin_host_state": ("SELECT", "INSERT", "UPDATE"),
     "plugin_host_key_leases": ("SELECT", "INSERT", "UPDATE"),
+    "plugin_host_syncs": ("SELECT", "INSERT", "UPDATE"),
 }
 
-CREATE = (
+CREATE: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS plugin_host_meta (
         key text PRIMARY KEY,
         value text NOT NULL)""",
@@ -44,6 +45,27 @@ CREATE = (
         holder text,
         lease_until timestamptz)""",
 )
+
+#: Schema version 2: what `plugin-host worker` records of each pipeline's syncs (its cadence,
+#: when it was last dispatched, the last sync's outcome) for `plugin-host status`.
+SYNCS = """CREATE TABLE IF NOT EXISTS plugin_host_syncs (
+        name text PRIMARY KEY,
+        every_seconds float8 NOT NULL,
+        dispatched_at timestamptz,
+        started_at timestamptz,
+        finished_at timestamptz,
+        last_success_at timestamptz,
+        outcome text,
+        error text,
+        records bigint NOT NULL DEFAULT 0,
+        requests bigint NOT NULL DEFAULT 0,
+        seconds float8 NOT NULL DEFAULT 0,
+        runner text)"""
+
+CREATE = (*CREATE, SYNCS)
+
+#: What brings a database of an older schema version to each newer one, in order.
+MIGRATIONS: dict[int, tuple[str, ...]] = {2: (SYNCS,)}
 
 #: Taken (for the transaction) around the check and creation of the tables, so that two
 #: first runs at once do not both create them.

@@ -95,6 +95,8 @@ class PostgresStateStore:
                         f"state database {self.location} holds plugin-host tables of schema "
                         f"version {version}, newer than this plugin-host knows "
                         f"({sql.SCHEMA_VERSION}): upgrade plugin-host; nothing was changed")
+                if create and version < sql.SCHEMA_VERSION:
+                    self._upgrade(conn, version)
             elif not create:
                 return
             else:
@@ -107,6 +109,16 @@ class PostgresStateStore:
                                ).fetchone()
             self.id = str(row[0]) if row else ""
             self.exists = True
+
+    @staticmethod
+    def _upgrade(conn: Any, version: int) -> None:
+        """Bring tables of an older schema ``version`` to this host's (in the caller's
+        transaction, under the migration lock)."""
+        for target in range(version + 1, sql.SCHEMA_VERSION + 1):
+            for statement in sql.MIGRATIONS.get(target, ()):
+                conn.execute(statement)
+        conn.execute("UPDATE plugin_host_meta SET value = %s WHERE key = 'schema_version'",
+                     (str(sql.SCHEMA_VERSION),))
 
     def check_access(self) -> list[str]:
         """What this database lacks for a run: privileges on plugin-host's tables (or, before

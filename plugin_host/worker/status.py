@@ -1,0 +1,78 @@
+"""``plugin-host status``: each pipeline's last success, lag, current holder and last sync,
+from the state database."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .._exceptions import ConfigError, LocalStorageError
+from .._pipeline import load_pipeline
+from .._registry import Registry
+from ..state import _url
+from ..state.postgres import PostgresStateStore
+
+__all__ = ["STATUS", "print_status", "status_rows"]
+
+STATUS = """
+SELECT n.name,
+       to_char(y.last_success_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+       extract(epoch FROM now() - y.last_success_at)::float8,
+       CASE WHEN s.lease_until > now() THEN s.holder END,
+       y.outcome, y.error, y.every_seconds, y.records, y.requests, y.seconds,
+       to_char(y.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), s.epoch
+  FROM unnest(%(names)s::text[]) AS n(name)
+  LEFT JOIN plugin_host_syncs y ON y.name = n.name
+  LEFT JOIN plugin_host_state s ON s.name = n.name
+ ORDER BY n.name"""
+
+
+def status_rows(url: str, names: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per pipeline of ``names``: last success and its lag in seconds, who holds
+    its lease now, how its last sync ended (outcome, error, records, requests, seconds)."""
+    with PostgresStateStore(url, create=False) as store:
+        if not store.exists:
+            raise LocalStorageError(f"state database {_url.display(url)} has no plugin-host "
+                                    "tables yet (no run has saved state)")
+        rows = store._conn.run(lambda c: c.execute(STATUS, {"names": list(names)}).fetchall(),
+                               "reading the status")
+    return [{"pipeline": r[0], "last_success": r[1],
+             "lag_seconds": None if r[2] is None else round(float(r[2]), 1),
+             "holder": r[3], "epoch": int(r[11]) if r[11] is not None else 0,
+             "last_outcome": r[4], "last_error": r[5],
+             "every_seconds": r[6], "last_records": r[7], "last_requests": r[8],
+             "last_seconds": r[9], "last_finished": r[10]} for r in rows]
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def print_status(paths: Sequence[str], registry: Registry, *, as_json: bool) -> int:
+    """Print the status of the pipelines of ``paths`` (grouped by state database)."""
+    by_url: dict[str, list[str]] = {}
+    for path in paths:
+        pipeline = load_pipeline(path, registry, resolve=False)
+        if not pipeline.state_url:
+            raise ConfigError(f"{pipeline.path}: status needs the state on PostgreSQL "
+                              "(state: {url: ...}); `plugin-host state show` reads a SQLite "
+                              "state")
+        by_url.setdefault(pipeline.state_url, []).append(pipeline.name)
+    rows = [row for url, names in by_url.items() for row in status_rows(url, names)]
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return 0
+    print(f"{'PIPELINE':<24} {'LAST SUCCESS':<20} {'LAG':>6}  {'LAST':<8} HOLDER / ERROR")
+    for r in rows:
+        detail = r["holder"] or r["last_error"] or ""
+        print(f"{r['pipeline']:<24} {r['last_success'] or 'never':<20} "
+              f"{_age(r['lag_seconds']):>6}  {r['last_outcome'] or '-':<8} {detail}")
+    return 0
