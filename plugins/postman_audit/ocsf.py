@@ -54,6 +54,7 @@ PRODUCT: Mapping[str, Any] = {"name": "Postman", "vendor_name": "Postman",
 _EMPTY: Mapping[str, Any] = {}
 _TOP = frozenset(("id", "ip", "userAgent", "action", "timestamp", "message", "data"))
 _DATA = frozenset(("actor", "user", "team", "variables"))
+_TOP_SIZE = len(_TOP)
 _NO_USER: Mapping[str, Any] = {"name": UNKNOWN, "type_id": 0, "type": "Unknown"}
 _POSTMAN: Mapping[str, Any] = {"name": "Postman"}
 
@@ -83,8 +84,9 @@ class _Cast(NamedTuple):
 
 _Finish = Callable[[dict[str, Any], "_Cast", Any], list[dict[str, Any]]]
 # By the action, the record's and data's keys, and the actor, user and team as JSON (which
-# tells 1 from true and 1.0).
-_CASTS: dict[tuple[Any, ...], _Cast] = {}
+# tells 1 from true and 1.0); and, for the fast path, a cast it may take (``fast``: the
+# record has the API's keys and no others) by the action and people alone, as JSON bytes.
+_CASTS: dict[tuple[Any, ...] | bytes, _Cast] = {}
 _AGENTS: dict[str, dict[str, str]] = {}  # each user agent's http_request, shared
 _IPS, _HOURS, _WITHIN, _dumps = fields.IPS, fields.HOURS, fields.WITHIN, orjson.dumps
 
@@ -98,14 +100,14 @@ def map_record(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     try:
         data = record["data"]
         action, timestamp = record["action"], record["timestamp"]
-        cast = _CASTS[action, tuple(record), tuple(data),
-                      _dumps((data["actor"], data.get("user"), data.get("team")))]
-        if not cast.fast or type(action) is not str or type(timestamp) is not str:
-            return _map_any(record)
+        cast = _CASTS[_dumps((action, data["actor"], data.get("user"), data.get("team")))]
         time = (_HOURS[timestamp[:14]] + _WITHIN[timestamp[14:]]) * 1000
         rid, ip, agent, message = (record["id"], record["ip"], record["userAgent"],
                                    record["message"])
     except (KeyError, TypeError, IndexError):
+        return _map_any(record)
+    if len(record) != _TOP_SIZE or not data.keys() <= _DATA \
+            or type(action) is not str or type(timestamp) is not str:
         return _map_any(record)
     if type(rid) is not int or (type(message) is not str and message is not None):
         return _map_any(record)
@@ -168,6 +170,8 @@ def _map_any(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     try:
         key = (action, tuple(record), tuple(data), orjson.dumps((actor, user, team)))
         cast = _CASTS.get(key) or _cast(key, action, record, data)
+        if cast.fast and "actor" in data:  # the fast path finds it by action and people
+            fields.remembered(_CASTS)[_dumps((action, actor, user, team))] = cast
     except TypeError:  # not JSON orjson writes (an integer beyond 64 bits)
         cast = _cast(None, action, record, data)
     rid = get("id")
@@ -263,8 +267,8 @@ def _cast(key: tuple[Any, ...] | None, action: str, record: Mapping[str, Any],
     record_extras = tuple((k, k) for k in record if k not in _TOP)
     data_extras = tuple((k, f"data.{k}") for k in data if k not in _DATA)
     tenant = None if org is None else org.get("uid")
-    fast = (len(record) == len(_TOP) and not record_extras and not data_extras
-            and tenant is not None)
+    fast = len(record) == _TOP_SIZE and not record_extras and not data_extras \
+        and tenant is not None
     cast = _Cast(proto, org, tenant, subject, unmapped, record_extras, data_extras,
                  builder != "entity", finish, always, option, fast)
     if key is not None:
