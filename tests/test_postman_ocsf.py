@@ -222,6 +222,14 @@ def test_an_odd_field_is_kept_though_the_same_people_came_before(
     assert events_of(odd)[0]["unmapped"][path] == value
 
 
+def test_a_record_without_a_team_maps_alike_the_second_time() -> None:
+    record = copy.deepcopy(SAMPLE[0])
+    del record["data"]["team"]
+    first = events_of(record)
+    assert "tenant_uid" not in first[0]["metadata"]
+    assert events_of(copy.deepcopy(record)) == first  # its action and people seen before
+
+
 def test_a_person_known_by_the_address_alone_is_named_by_it() -> None:
     record = {"action": "user.mfa_enabled", "timestamp": "2026-06-15T16:24:56.000Z",
               "data": {"user": {"email": "sam@example.com"}}}

@@ -21,8 +21,12 @@ transform delivers it as it came.
 
 The part of an event that depends only on its action, actor, user and team (its *cast*:
 the class fields, ``actor``, ``user``, ``service``, the team's ``group``) repeats from one
-event to the next; it is built once and copied (``_CASTS``). Its users and teams are shared
-by the events that name them, so nothing may change one.
+event to the next; it is built once and copied (``_CASTS``). An event of the API's own
+shape whose cast is known takes a fast path (the cast found by its action and people as
+one JSON text, the time by its hour and a table); anything else takes ``_map_any``, which
+gives the same events. Users, teams, ``src_endpoint``, ``http_request`` and an ``unmapped``
+that holds only the cast's part are shared by the events that name them, so nothing may
+change one.
 """
 
 from __future__ import annotations
@@ -83,9 +87,9 @@ class _Cast(NamedTuple):
 
 
 _Finish = Callable[[dict[str, Any], "_Cast", Any], list[dict[str, Any]]]
-# By the action, the record's and data's keys, and the actor, user and team as JSON (which
-# tells 1 from true and 1.0); and, for the fast path, a cast it may take (``fast``: the
-# record has the API's keys and no others) by the action and people alone, as JSON bytes.
+# By the action and the actor, user and team as one JSON text (which tells 1 from true and
+# 1.0) for a record of the API's keys and no others (the key the fast path looks up);
+# else by the action, the record's and data's keys, and the people as JSON.
 _CASTS: dict[tuple[Any, ...] | bytes, _Cast] = {}
 _AGENTS: dict[str, dict[str, str]] = {}  # each user agent's http_request, shared
 _IPS, _HOURS, _WITHIN, _dumps = fields.IPS, fields.HOURS, fields.WITHIN, orjson.dumps
@@ -106,7 +110,7 @@ def map_record(record: Mapping[str, Any]) -> list[dict[str, Any]]:
                                    record["message"])
     except (KeyError, TypeError, IndexError):
         return _map_any(record)
-    if len(record) != _TOP_SIZE or not data.keys() <= _DATA \
+    if not cast.fast or len(record) != _TOP_SIZE or not data.keys() <= _DATA \
             or type(action) is not str or type(timestamp) is not str:
         return _map_any(record)
     if type(rid) is not int or (type(message) is not str and message is not None):
@@ -168,10 +172,12 @@ def _map_any(record: Mapping[str, Any]) -> list[dict[str, Any]]:
         data = _EMPTY
     actor, user, team = data.get("actor"), data.get("user"), data.get("team")
     try:
-        key = (action, tuple(record), tuple(data), orjson.dumps((actor, user, team)))
+        key: tuple[Any, ...] | bytes
+        if "actor" in data and record.keys() == _TOP and data.keys() <= _DATA:
+            key = _dumps((action, actor, user, team))  # the key the fast path looks up
+        else:
+            key = (action, tuple(record), tuple(data), _dumps((actor, user, team)))
         cast = _CASTS.get(key) or _cast(key, action, record, data)
-        if cast.fast and "actor" in data:  # the fast path finds it by action and people
-            fields.remembered(_CASTS)[_dumps((action, actor, user, team))] = cast
     except TypeError:  # not JSON orjson writes (an integer beyond 64 bits)
         cast = _cast(None, action, record, data)
     rid = get("id")
@@ -237,7 +243,7 @@ def _unmapped(odd: list[tuple[str, Any]], cast: _Cast, record: Mapping[str, Any]
     return unmapped
 
 
-def _cast(key: tuple[Any, ...] | None, action: str, record: Mapping[str, Any],
+def _cast(key: tuple[Any, ...] | bytes | None, action: str, record: Mapping[str, Any],
           data: Mapping[str, Any]) -> _Cast:
     """Build the cast of a record, and remember it (unless ``key`` is None)."""
     found, head = planned(action)
