@@ -93,6 +93,7 @@ _Finish = Callable[[dict[str, Any], "_Cast", Any], list[dict[str, Any]]]
 _CASTS: dict[tuple[Any, ...] | bytes, _Cast] = {}
 _AGENTS: dict[str, dict[str, str]] = {}  # each user agent's http_request, shared
 _IPS, _HOURS, _WITHIN, _dumps = fields.IPS, fields.HOURS, fields.WITHIN, orjson.dumps
+_UNSEEN: Any = object()
 
 
 def map_record(record: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -122,7 +123,12 @@ def map_record(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     if message is not None:
         event["message"] = message
     if ip is not None:
-        if type(ip) is not str or not (endpoint := _IPS.get(ip)):
+        if type(ip) is not str:
+            return _map_any(record)
+        endpoint = _IPS.get(ip, _UNSEEN)
+        if endpoint is _UNSEEN:  # a new address: checked once against OCSF's pattern
+            endpoint = fields.endpoint(ip)
+        if endpoint is None:  # not an address OCSF takes: unmapped
             return _map_any(record)
         event["src_endpoint"] = endpoint
     if agent is not None:
