@@ -27,7 +27,9 @@ from .._words import plural
 __all__ = ["HasOcsfMapping", "OcsfMapping", "OcsfTransform", "Unmappable"]
 
 OcsfMapping = Callable[[Mapping[str, Any]], list[dict[str, Any]]]
-"""One record → its OCSF events (one or more), each a new dict the transform may extend."""
+"""One record → its OCSF events (one or more), each a new dict the transform may extend;
+the objects inside may be shared with other events (a mapping remembers what repeats), so
+a step after the transform copies what it changes."""
 
 
 class Unmappable(ValueError):
