@@ -22,6 +22,7 @@ from postman_audit import ocsf, ocsf_fields, ocsf_rules
 from postman_audit.emulator.fakedata import ACTIONS, make_event
 from postman_audit.input import PostmanAuditInput
 from postman_audit.ocsf import map_record
+from postman_audit.timeutil import epoch_of
 
 from plugin_host import TransformContext
 from plugin_host.transforms.ocsf import OcsfTransform
@@ -204,6 +205,31 @@ def test_fields_of_a_type_nobody_expects_go_to_unmapped() -> None:
     assert event["user"] == event["actor"]["user"]  # no data.user: the actor
 
 
+@pytest.mark.parametrize(("change", "path", "value"), [
+    (lambda r: r["data"].update(region="eu"), "data.region", "eu"),
+    (lambda r: r.update(region="eu"), "region", "eu"),
+    (lambda r: r.update(id=7.5), "id", 7.5),
+    (lambda r: r.update(ip="not an address"), "ip", "not an address"),
+    (lambda r: r.update(userAgent=3), "userAgent", 3),
+    (lambda r: r.update(message=["a"]), "message", ["a"]),
+])
+def test_an_odd_field_is_kept_though_the_same_people_came_before(
+        change: Any, path: str, value: Any) -> None:
+    usual = copy.deepcopy(SAMPLE[0])
+    events_of(usual)  # the action and people seen: the next record may be read faster
+    odd = copy.deepcopy(usual)
+    change(odd)
+    assert events_of(odd)[0]["unmapped"][path] == value
+
+
+def test_a_record_without_a_team_maps_alike_the_second_time() -> None:
+    record = copy.deepcopy(SAMPLE[0])
+    del record["data"]["team"]
+    first = events_of(record)
+    assert "tenant_uid" not in first[0]["metadata"]
+    assert events_of(copy.deepcopy(record)) == first  # its action and people seen before
+
+
 def test_a_person_known_by_the_address_alone_is_named_by_it() -> None:
     record = {"action": "user.mfa_enabled", "timestamp": "2026-06-15T16:24:56.000Z",
               "data": {"user": {"email": "sam@example.com"}}}
@@ -369,7 +395,7 @@ def test_any_record_shaped_like_postmans_maps_to_valid_events(record: dict[str, 
 @given(st.lists(records, min_size=1, max_size=6))
 def test_the_mapping_remembers_nothing_that_changes_an_event(batch: list[Any]) -> None:
     first = [map_record(r) for r in batch]
-    for cache in (ocsf._CASTS, ocsf_fields._IPS):
+    for cache in (ocsf._CASTS, ocsf_fields.IPS, ocsf._AGENTS):
         cache.clear()
     assert [map_record(r) for r in reversed(batch)] == list(reversed(first))
 
@@ -390,3 +416,34 @@ def test_no_record_is_ever_lost_whatever_it_holds(batch: list[Any]) -> None:
         for _ in range(len(map_record(record)) - 1):
             assert not problems(next(delivered))
     assert next(delivered, None) is None
+
+
+def _seconds_by_the_parser(timestamp: Any) -> int | None:
+    """The reading of a timestamp the mapping had before it remembered hours: the C parser
+    on every API timestamp, ``epoch_of`` on anything else."""
+    if type(timestamp) is str and len(timestamp) == 24 and timestamp[19:] == ".000Z":
+        try:
+            return int((datetime.fromisoformat(timestamp[:19]) - datetime(1970, 1, 1))
+                       .total_seconds())
+        except (ValueError, TypeError):  # TypeError: a text the parser reads with an offset
+            pass
+    return epoch_of(timestamp)
+
+
+api_texts = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)).map(
+    lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.000Z").rjust(24, "0"))
+nearly_api = st.tuples(api_texts, st.integers(0, 23), st.sampled_from("0123456789:-TZ. +x٣")
+                       ).map(lambda t: t[0][:t[1]] + t[2] + t[0][t[1] + 1:])
+one_hour = st.tuples(api_texts, st.lists(st.tuples(st.integers(0, 59), st.integers(0, 59)),
+                                         min_size=2, max_size=8)
+                     ).map(lambda t: [t[0][:14] + f"{m:02d}:{s:02d}.000Z" for m, s in t[1]])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(api_texts | nearly_api | timestamps | st.text(max_size=26), max_size=8) | one_hour)
+def test_a_timestamp_reads_as_the_parser_reads_it_whatever_came_before(texts: list[str]) -> None:
+    expected = [_seconds_by_the_parser(t) for t in texts]
+    assert [ocsf_fields.seconds(t) for t in texts] == expected  # hours remembered or not
+    assert [ocsf_fields.seconds(t) for t in texts] == expected  # each one's hour seen
+    ocsf_fields.HOURS.clear()
+    assert [ocsf_fields.seconds(t) for t in reversed(texts)] == list(reversed(expected))

@@ -12,6 +12,7 @@ the page's first such record is named in one WARNING line.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +27,9 @@ from .._words import plural
 __all__ = ["HasOcsfMapping", "OcsfMapping", "OcsfTransform", "Unmappable"]
 
 OcsfMapping = Callable[[Mapping[str, Any]], list[dict[str, Any]]]
-"""One record → its OCSF events (one or more), each a new dict the transform may extend."""
+"""One record → its OCSF events (one or more), each a new dict the transform may extend;
+the objects inside may be shared with other events (a mapping remembers what repeats), so
+a step after the transform copies what it changes."""
 
 
 class Unmappable(ValueError):
@@ -81,34 +84,39 @@ class OcsfTransform:
     def apply(self, records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         """Each record's OCSF events, in order; a record that cannot be mapped, as it came."""
         out: list[Mapping[str, Any]] = []
-        extend, mapping, raw = out.extend, self._map, self._raw
+        append, extend, mapping, raw = out.append, out.extend, self._map, self._raw
+        dumps = orjson.dumps
         refused: list[str] = []
-        for record in records:
-            try:
-                events = mapping(record)
-                if raw:
-                    text = _compact(record)
-                    for event in events:
-                        event["raw_data"] = text
-            except Exception as exc:  # a record is never lost to a mapping, even a broken one
-                refused.append(_why(record, exc))
-                out.append(record)
-                continue
-            extend(events)
+        # The events are young containers that live until the page is written: the
+        # collector, run every few hundred of them, would walk the page again and again.
+        # It waits until the page is mapped (a cycle made meanwhile is collected then).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for record in records:
+                try:
+                    events = mapping(record)
+                    if raw:
+                        try:
+                            text = dumps(record).decode("utf-8")
+                        except TypeError:  # integers beyond 64 bits
+                            text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+                        for event in events:
+                            event["raw_data"] = text
+                except Exception as exc:  # a record is never lost to a mapping, even a broken one
+                    refused.append(_why(record, exc))
+                    append(record)
+                    continue
+                extend(events)
+        finally:
+            if collecting:
+                gc.enable()
         if refused:
             self._log.warning("%s could not be mapped to OCSF and %s (%s)",
                               plural(len(refused), "record"),
                               "was delivered as it came" if len(refused) == 1
                               else "were delivered as they came", refused[0])
         return out
-
-
-def _compact(record: Mapping[str, Any]) -> str:
-    """The record as compact JSON text."""
-    try:
-        return orjson.dumps(record).decode("utf-8")
-    except TypeError:  # integers beyond 64 bits
-        return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
 def _why(record: Any, exc: Exception) -> str:

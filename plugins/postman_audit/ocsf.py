@@ -21,8 +21,12 @@ transform delivers it as it came.
 
 The part of an event that depends only on its action, actor, user and team (its *cast*:
 the class fields, ``actor``, ``user``, ``service``, the team's ``group``) repeats from one
-event to the next; it is built once and copied (``_CASTS``). Its users and teams are shared
-by the events that name them, so nothing may change one.
+event to the next; it is built once and copied (``_CASTS``). An event of the API's own
+shape whose cast is known takes a fast path (the cast found by its action and people as
+one JSON text, the time by its hour and a table); anything else takes ``_map_any``, which
+gives the same events. Users, teams, ``src_endpoint``, ``http_request`` and an ``unmapped``
+that holds only the cast's part are shared by the events that name them, so nothing may
+change one.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ PRODUCT: Mapping[str, Any] = {"name": "Postman", "vendor_name": "Postman",
 _EMPTY: Mapping[str, Any] = {}
 _TOP = frozenset(("id", "ip", "userAgent", "action", "timestamp", "message", "data"))
 _DATA = frozenset(("actor", "user", "team", "variables"))
+_TOP_SIZE = len(_TOP)
 _NO_USER: Mapping[str, Any] = {"name": UNKNOWN, "type_id": 0, "type": "Unknown"}
 _POSTMAN: Mapping[str, Any] = {"name": "Postman"}
 
@@ -69,6 +74,7 @@ class _Cast(NamedTuple):
 
     proto: dict[str, Any]
     org: dict[str, Any] | None
+    tenant: str | None
     subject: dict[str, Any]
     unmapped: dict[str, Any]
     record_extras: tuple[tuple[str, str], ...]
@@ -77,17 +83,82 @@ class _Cast(NamedTuple):
     finish: _Finish | None
     always: bool
     option: str
+    fast: bool
 
 
 _Finish = Callable[[dict[str, Any], "_Cast", Any], list[dict[str, Any]]]
-# By the action, the record's and data's keys, and the actor, user and team as JSON (which
-# tells 1 from true and 1.0).
-_CASTS: dict[tuple[Any, ...], _Cast] = {}
+# By the action and the actor, user and team as one JSON text (which tells 1 from true and
+# 1.0) for a record of the API's keys and no others (the key the fast path looks up);
+# else by the action, the record's and data's keys, and the people as JSON.
+_CASTS: dict[tuple[Any, ...] | bytes, _Cast] = {}
+_AGENTS: dict[str, dict[str, str]] = {}  # each user agent's http_request, shared
+_IPS, _HOURS, _WITHIN, _dumps = fields.IPS, fields.HOURS, fields.WITHIN, orjson.dumps
+_UNSEEN: Any = object()
 
 
 def map_record(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The OCSF 1.5.0 events of one Postman audit event, in order; ``Unmappable`` when it
     has no action or no readable timestamp."""
+    # The fast path: an event of the API's own shape whose cast is known (every key there,
+    # nothing else, each value of its usual type). Anything else takes ``_map_any``,
+    # which reads every field as it comes and gives the same event.
+    try:
+        data = record["data"]
+        action, timestamp = record["action"], record["timestamp"]
+        cast = _CASTS[_dumps((action, data["actor"], data.get("user"), data.get("team")))]
+        time = (_HOURS[timestamp[:14]] + _WITHIN[timestamp[14:]]) * 1000
+        rid, ip, agent, message = (record["id"], record["ip"], record["userAgent"],
+                                   record["message"])
+    except (KeyError, TypeError, IndexError):
+        return _map_any(record)
+    if not cast.fast or len(record) != _TOP_SIZE or not data.keys() <= _DATA \
+            or type(action) is not str or type(timestamp) is not str:
+        return _map_any(record)
+    if type(rid) is not int or (type(message) is not str and message is not None):
+        return _map_any(record)
+    event = cast.proto.copy()
+    event["time"] = time
+    event["metadata"] = {"version": OCSF_VERSION, "product": PRODUCT, "event_code": action,
+                         "original_time": timestamp, "uid": str(rid), "tenant_uid": cast.tenant}
+    if message is not None:
+        event["message"] = message
+    if ip is not None:
+        if type(ip) is not str:
+            return _map_any(record)
+        endpoint = _IPS.get(ip, _UNSEEN)
+        if endpoint is _UNSEEN:  # a new address: checked once against OCSF's pattern
+            endpoint = fields.endpoint(ip)
+        if endpoint is None:  # not an address OCSF takes: unmapped
+            return _map_any(record)
+        event["src_endpoint"] = endpoint
+    if agent is not None:
+        if type(agent) is not str:
+            return _map_any(record)
+        event["http_request"] = _AGENTS.get(agent) or _agent(agent)
+    variables = data.get("variables")
+    if variables is None:
+        if cast.unmapped:
+            event["unmapped"] = cast.unmapped
+        if cast.always:
+            return cast.finish(event, cast, variables)  # type: ignore[misc]
+        return [event]
+    if cast.keeps_variables:
+        event["unmapped"] = {**cast.unmapped, "data.variables": variables}
+    elif cast.unmapped:
+        event["unmapped"] = cast.unmapped
+    if cast.finish is None:
+        return [event]
+    return cast.finish(event, cast, variables)
+
+
+def _agent(agent: str) -> dict[str, str]:
+    """The ``http_request`` of a user agent, remembered."""
+    found = fields.remembered(_AGENTS)[agent] = {"user_agent": agent}
+    return found
+
+
+def _map_any(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``map_record`` of any record: each field read as it comes."""
     if type(record) is not dict and not isinstance(record, Mapping):
         raise Unmappable("is not a JSON object")
     get = record.get
@@ -99,54 +170,61 @@ def map_record(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     if seconds is None:
         raise Unmappable("has no timestamp" if timestamp is None
                          else "has a timestamp that is not a date-time")
-    unmapped: dict[str, Any] = {}
     data = get("data")
+    odd: list[tuple[str, Any]] = []  # this event's own values no OCSF field takes, in order
     if type(data) is not dict and not isinstance(data, Mapping):
         if data is not None:
-            unmapped["data"] = data
+            odd.append(("data", data))
         data = _EMPTY
     actor, user, team = data.get("actor"), data.get("user"), data.get("team")
     try:
-        key = (action, tuple(record), tuple(data), orjson.dumps((actor, user, team)))
+        key: tuple[Any, ...] | bytes
+        if "actor" in data and record.keys() == _TOP and data.keys() <= _DATA:
+            key = _dumps((action, actor, user, team))  # the key the fast path looks up
+        else:
+            key = (action, tuple(record), tuple(data), _dumps((actor, user, team)))
         cast = _CASTS.get(key) or _cast(key, action, record, data)
     except TypeError:  # not JSON orjson writes (an integer beyond 64 bits)
         cast = _cast(None, action, record, data)
-    if cast.unmapped:
-        unmapped.update(cast.unmapped)
-    for source, path in cast.record_extras:
-        unmapped[path] = record[source]
-    for source, path in cast.data_extras:
-        unmapped[path] = data[source]
+    rid = get("id")
+    if type(rid) is int and cast.tenant is not None:  # the API's own shape, in one step
+        metadata = {"version": OCSF_VERSION, "product": PRODUCT, "event_code": action,
+                    "original_time": timestamp, "uid": str(rid), "tenant_uid": cast.tenant}
+    else:
+        metadata = {"version": OCSF_VERSION, "product": PRODUCT, "event_code": action,
+                    "original_time": timestamp}
+        if type(rid) is int or (type(rid) is str and rid):
+            metadata["uid"] = str(rid)
+        elif rid is not None:
+            odd.append(("id", rid))
+        if cast.tenant is not None:
+            metadata["tenant_uid"] = cast.tenant
     event = cast.proto.copy()
     event["time"] = seconds * 1000
-    metadata = event["metadata"] = {"version": OCSF_VERSION, "product": PRODUCT,
-                                    "event_code": action, "original_time": timestamp}
-    rid = get("id")
-    if type(rid) is int or (type(rid) is str and rid):
-        metadata["uid"] = str(rid)
-    elif rid is not None:
-        unmapped["id"] = rid
-    if cast.org is not None and "uid" in cast.org:
-        metadata["tenant_uid"] = cast.org["uid"]
+    event["metadata"] = metadata
     message = get("message")
     if type(message) is str:
         event["message"] = message
     elif message is not None:
-        unmapped["message"] = message
+        odd.append(("message", message))
     ip = get("ip")
     if ip is not None:
-        if type(ip) is str and fields.real_ip(ip):
-            event["src_endpoint"] = {"ip": ip}
+        if type(ip) is str and (endpoint := fields.endpoint(ip)) is not None:
+            event["src_endpoint"] = endpoint
         else:
-            unmapped["ip"] = ip
+            odd.append(("ip", ip))
     agent = get("userAgent")
     if type(agent) is str:
-        event["http_request"] = {"user_agent": agent}
+        event["http_request"] = _AGENTS.get(agent) or _agent(agent)
     elif agent is not None:
-        unmapped["userAgent"] = agent
+        odd.append(("userAgent", agent))
     variables = data.get("variables")
+    if odd or cast.record_extras or cast.data_extras:
+        unmapped = _unmapped(odd, cast, record, data)
+    else:  # the common case: only what the cast holds, shared by its events
+        unmapped = cast.unmapped
     if variables is not None and cast.keeps_variables:
-        unmapped["data.variables"] = variables
+        unmapped = {**unmapped, "data.variables": variables}
     if unmapped:  # complete by now: the events a finish step makes of this one share it
         event["unmapped"] = unmapped
     finish = cast.finish
@@ -155,7 +233,23 @@ def map_record(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     return finish(event, cast, variables)
 
 
-def _cast(key: tuple[Any, ...] | None, action: str, record: Mapping[str, Any],
+def _unmapped(odd: list[tuple[str, Any]], cast: _Cast, record: Mapping[str, Any],
+              data: Mapping[str, Any]) -> dict[str, Any]:
+    """What of an event no OCSF field takes, in its order: ``data`` when it is no object,
+    what the cast keeps, the keys OCSF has no field for, then the event's own odd values."""
+    unmapped: dict[str, Any] = {}
+    if odd and odd[0][0] == "data":
+        unmapped["data"] = odd.pop(0)[1]
+    unmapped.update(cast.unmapped)
+    for source, path in cast.record_extras:
+        unmapped[path] = record[source]
+    for source, path in cast.data_extras:
+        unmapped[path] = data[source]
+    unmapped.update(odd)
+    return unmapped
+
+
+def _cast(key: tuple[Any, ...] | bytes | None, action: str, record: Mapping[str, Any],
           data: Mapping[str, Any]) -> _Cast:
     """Build the cast of a record, and remember it (unless ``key`` is None)."""
     found, head = planned(action)
@@ -182,10 +276,13 @@ def _cast(key: tuple[Any, ...] | None, action: str, record: Mapping[str, Any],
     for spare in spares:
         del proto[spare]
     finish, always, option = _finish(found)
-    cast = _Cast(proto, org, subject, unmapped,
-                 tuple((k, k) for k in record if k not in _TOP),
-                 tuple((k, f"data.{k}") for k in data if k not in _DATA),
-                 builder != "entity", finish, always, option)
+    record_extras = tuple((k, k) for k in record if k not in _TOP)
+    data_extras = tuple((k, f"data.{k}") for k in data if k not in _DATA)
+    tenant = None if org is None else org.get("uid")
+    fast = len(record) == _TOP_SIZE and not record_extras and not data_extras \
+        and tenant is not None
+    cast = _Cast(proto, org, tenant, subject, unmapped, record_extras, data_extras,
+                 builder != "entity", finish, always, option, fast)
     if key is not None:
         fields.remembered(_CASTS)[key] = cast
     return cast

@@ -16,9 +16,9 @@ from typing import Any
 
 from .timeutil import epoch_of
 
-__all__ = ["EMAIL_PATTERN", "IP_MAX_LENGTH", "IP_PATTERN", "PERSON_KEYS", "SYSTEM_ACTOR",
-           "TEAM_KEYS", "UNKNOWN",
-           "extras", "leftovers", "org", "person", "real_ip", "remembered", "seconds", "uid"]
+__all__ = ["EMAIL_PATTERN", "HOURS", "IPS", "IP_MAX_LENGTH", "IP_PATTERN", "PERSON_KEYS",
+           "SYSTEM_ACTOR", "TEAM_KEYS", "UNKNOWN", "WITHIN", "endpoint", "extras", "leftovers",
+           "org", "person", "real_ip", "remembered", "seconds", "uid"]
 
 SYSTEM_ACTOR = "Postman Internal System"  # Postman's own actor (ids 2 and 18 in the sample)
 UNKNOWN = "unknown"  # the name of a subject OCSF requires when the event names none
@@ -51,7 +51,15 @@ TEAM_KEYS = frozenset(("id", "name"))
 _USER_TYPES = {SYSTEM_ACTOR: (3, "System")}  # else (1, "User")
 _EPOCH = datetime(1970, 1, 1)
 _CACHE_SIZE = 4096
-_IPS: dict[str, bool] = {}
+IPS: dict[str, dict[str, str] | None] = {}  # an address's src_endpoint, or None
+# An API timestamp (``2026-06-15T16:24:56.000Z``) read with two lookups and a sum: the
+# epoch seconds of each hour seen in that exact shape, by its text up to the minutes
+# (``2026-06-15T16:``), and the seconds into the hour of each rest (``24:56.000Z``).
+HOURS: dict[str, int] = {}
+WITHIN: dict[str, int] = {f"{m:02d}:{s:02d}.000Z": m * 60 + s
+                          for m in range(60) for s in range(60)}
+_API_HOUR = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+                       r"\.000Z")
 
 
 def remembered(cache: dict[Any, Any]) -> dict[Any, Any]:
@@ -64,20 +72,40 @@ def remembered(cache: dict[Any, Any]) -> dict[Any, Any]:
 
 def seconds(timestamp: Any) -> int | None:
     """Whole epoch seconds of an API timestamp, or None when it is not one."""
-    if type(timestamp) is str and len(timestamp) == 24 and timestamp[19:] == ".000Z":
-        try:  # the API's own shape, by the C parser
-            return int((datetime.fromisoformat(timestamp[:19]) - _EPOCH).total_seconds())
-        except (ValueError, TypeError):
-            pass
+    if type(timestamp) is str:
+        hour = HOURS.get(timestamp[:14])  # ``YYYY-MM-DDTHH:``: hours repeat
+        within = WITHIN.get(timestamp[14:])  # ``MM:SS.000Z``
+        if hour is not None and within is not None:
+            return hour + within
+        if len(timestamp) == 24 and timestamp[19:] == ".000Z":
+            return _api_seconds(timestamp)
     return epoch_of(timestamp)
+
+
+def _api_seconds(timestamp: str) -> int | None:
+    """``seconds`` of a text of the API's length and ending the long way (the C parser);
+    remembers the hour of one in the API's exact shape."""
+    try:
+        found = int((datetime.fromisoformat(timestamp[:19]) - _EPOCH).total_seconds())
+    except (ValueError, TypeError):
+        return epoch_of(timestamp)
+    if _API_HOUR.fullmatch(timestamp):
+        remembered(HOURS)[timestamp[:14]] = found - WITHIN[timestamp[14:]]
+    return found
+
+
+def endpoint(ip: str) -> dict[str, str] | None:
+    """``src_endpoint`` of an address OCSF takes as one (``real_ip``), else None;
+    remembered, and shared by the events from that address."""
+    if ip in IPS:
+        return IPS[ip]
+    found = remembered(IPS)[ip] = {"ip": ip} if real_ip(ip) else None
+    return found
 
 
 def real_ip(ip: str) -> bool:
     """True when OCSF takes ``ip`` as an IP address (its ``ip_t``), remembered."""
-    real = _IPS.get(ip)
-    if real is None:
-        real = remembered(_IPS)[ip] = len(ip) <= IP_MAX_LENGTH and _IP(ip) is not None
-    return real
+    return len(ip) <= IP_MAX_LENGTH and _IP(ip) is not None
 
 
 def extras(mapping: Mapping[str, Any], known: frozenset[str], prefix: str,
