@@ -37,7 +37,8 @@ from ._contract import BackgroundSyncOutput, Output, StateStore, TransactionalOu
 
 __all__ = ["JOINED_BEHIND", "JOINED_PAGES", "Batch", "CommitPolicy", "Committer"]
 
-#: Pages in a group written in the state's commit transaction on the commit thread (at most).
+#: A group written in the state's commit transaction (on the commit thread) is due every
+#: this many pages.
 JOINED_PAGES = 8
 #: How many such groups' worth of pages a run gets ahead of the commit in flight, at most.
 JOINED_BEHIND = 4
