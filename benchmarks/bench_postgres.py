@@ -19,8 +19,10 @@ turning from one repetition to the next:
 Every PostgreSQL run gets a database of its own (CREATE DATABASE), on a throwaway server
 started like the tests' (``tests/pg.py``: initdb, pg_ctl, fsync on) unless ``--url`` names
 a server whose user may create databases. Each run is checked: the jsonl files by
-``delivery_problems``, the tables by id (every event once, nothing foreign). The figure with
-a floor is the ``postgres`` run's wall time against the ``jsonl`` run's (within 1.5×).
+``delivery_problems``, the tables by id (every event once, nothing foreign). On our own
+server, each PostgreSQL run's server CPU is counted too (the postmaster's processes and the
+backends it reaped, over the run). The figure with a floor is the ``postgres`` run's wall
+time against the ``jsonl`` run's (within 1.5×).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import secrets
 import shutil
@@ -56,6 +59,7 @@ from harness import (
     host_summary,
     measure,
     prefault,
+    process_cpu,
     ratio,
     run_baseline,
     run_host,
@@ -111,6 +115,20 @@ class Databases:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         self._made.remove(name)
 
+    def server_cpu(self) -> float:
+        """CPU seconds our server has used so far: the postmaster, its processes alive and
+        the backends it has reaped (NaN on ``--url``'s server)."""
+        if self._server is None:
+            return math.nan
+        pid = int((self._server.data / "postmaster.pid").read_text().split()[0])
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    total += process_cpu(int(stat.parent.name))
+        return total
+
     def close(self) -> None:
         """Drop what is left; stop our server."""
         for name in list(self._made):
@@ -158,8 +176,10 @@ def run_pg_host(work: Path, emulator_url: str, start: datetime, page_size: int,
             if state != "pg":
                 doc["output"]["secrets"] = {"url": {"file": secret.name}}
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        server = dbs.server_cpu()
         proc = checked(measure(host_argv(), folder), f"plugin-host run ({output}, {state})")
-        found: dict[str, Any] = {**asdict(proc), **host_summary(proc.stderr)}
+        found: dict[str, Any] = {**asdict(proc), **host_summary(proc.stderr),
+                                 "server_cpu": dbs.server_cpu() - server}
         if output == "postgres":
             found["problems"] = table_problems(url, expected)
         else:
@@ -221,6 +241,9 @@ def section_postgres(args: argparse.Namespace, work: Path, report: Report) -> No
                    ratio(wall[kind].median, wall["bare"].median))
         report.row(label, f"CPU s (host process), {what}", cpu[kind].fmt(2),
                    cpu["bare"].fmt(2), ratio(cpu[kind].median, cpu["bare"].median))
+        if kind != "jsonl" and not args.url:  # the server's backends, WAL writer, checkpointer
+            server = Stat([r["server_cpu"] for r in runs[kind]])
+            report.row(label, f"CPU s (PostgreSQL server), {what}", server.fmt(2))
     report.row(label, "wall, postgres (same database) / jsonl",
                ratio(wall["postgres"].median, wall["jsonl"].median), "", "",
                f"≤ {WALL_FLOOR}×")

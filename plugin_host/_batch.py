@@ -17,7 +17,11 @@ store that has ``shared_transactions``) is never made durable apart: each commit
 store its ``write_in``. When it has ``written`` too (the ``postgres`` output), ``written``
 hands the group's records over on the run's thread, and the commit transaction, with
 ``write_in`` writing exactly that group, runs on the commit thread like a background sync
-(one at a time, in order; the last one in the foreground).
+(one at a time, in order; the last one in the foreground). The database's work on a group
+(each row parsed, indexed, logged) is the bulk of such a commit, so these groups are
+short (``JOINED_PAGES``), keeping the last commit, the one a run waits for, short too; and
+a group due while the commit before it still runs is not waited for: it grows until the
+commit thread is free, up to ``JOINED_BEHIND`` times its size.
 """
 
 from __future__ import annotations
@@ -26,12 +30,18 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ._contract import BackgroundSyncOutput, Output, StateStore, TransactionalOutput
 
-__all__ = ["Batch", "CommitPolicy", "Committer"]
+__all__ = ["JOINED_BEHIND", "JOINED_PAGES", "Batch", "CommitPolicy", "Committer"]
+
+#: A group written in the state's commit transaction (on the commit thread) is due every
+#: this many pages.
+JOINED_PAGES = 8
+#: How many such groups' worth of pages a run gets ahead of the commit in flight, at most.
+JOINED_BEHIND = 4
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,8 @@ class Committer:
                                   and isinstance(output, TransactionalOutput)
                                   and output.joins_state()) else None
         self._background = output if isinstance(output, BackgroundSyncOutput) else None
+        if self._joined is not None and self._background is not None:
+            self.batch.policy = replace(policy, pages=min(policy.pages, JOINED_PAGES))
         self._store, self._names = store, names
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -99,6 +111,8 @@ class Committer:
             if background is None:
                 self._commit_now(checkpoint)
             elif self._joined is not None:  # the group handed over, written in the commit
+                if self._busy() and batch.pages < JOINED_BEHIND * batch.policy.pages:
+                    return  # the commit before it still runs: the group grows meanwhile
                 background.written()
                 self._start(checkpoint, None, _nothing)
             else:
@@ -144,6 +158,10 @@ class Committer:
                 self._store.commit(*self._names, checkpoint, position)
         except BaseException as exc:  # handed to the run's thread by ``wait``
             self._error = exc
+
+    def _busy(self) -> bool:
+        """True while a commit runs on the commit thread."""
+        return self._thread is not None and self._thread.is_alive()
 
     def wait(self) -> None:
         """Wait for the commit in flight, if any; raise what it raised."""
