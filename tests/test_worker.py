@@ -187,6 +187,34 @@ def test_status_lists_last_success_lag_holder_and_last_error(
         local = write_pipeline(tmp_path, emu.url, name="local", file="local.yaml")
         one_error_line(cli("status", local, cwd=tmp_path, environ=environ), 2,
                        "status needs the state on PostgreSQL")
+        by_url = cli("status", "--state-url-env", URL_ENV, cwd=tmp_path, environ=environ)
+        assert by_url.code == 0, by_url.err
+        assert [line.split()[0] for line in by_url.out.splitlines()[1:]] == ["bad", "good"]
+        assert [line.split()[:2] for line in by_url.out.splitlines()[1:]] == \
+            [line.split()[:2] for line in shown.out.splitlines()[1:3]]  # the same successes
+        assert pg_db.password not in by_url.out + by_url.err
+        one_error_line(cli("status", cwd=tmp_path, environ=environ), 2,
+                       "status needs pipeline files, or --state-url-env VARIABLE")
+        one_error_line(cli("status", "--state-url-env", "NO_SUCH_VAR", cwd=tmp_path,
+                           environ=environ), 2, "the environment variable NO_SUCH_VAR is not set")
+
+
+def test_a_worker_without_procrastinate_installed_names_the_extra_and_exits_2(
+    tmp_path: Path, pg_db: Database
+) -> None:
+    """The base install (no `worker` extra) is told what to install, before anything is
+    made in the database."""
+    missing = tmp_path / "site" / "procrastinate"
+    missing.mkdir(parents=True)  # an install without procrastinate: importing it fails
+    (missing / "__init__.py").write_text("raise ImportError(\"No module named 'procrastinate'\")\n")
+    pipeline = worker_pipeline(tmp_path, "http://127.0.0.1:9", "a")
+    environ = worker_env(pg_db, PYTHONPATH=str(tmp_path / "site"))
+    for args in (("--check",), ()):
+        result = cli("worker", *args, pipeline, cwd=tmp_path, environ=environ)
+        one_error_line(result, 2, "plugin-host worker needs procrastinate",
+                       "pip install 'plugin-host[worker]'")
+    with pg_db.connect() as conn:
+        assert conn.execute("SELECT to_regclass('plugin_host_state')").fetchone()[0] is None
 
 
 @pytest.mark.slow
