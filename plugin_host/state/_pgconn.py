@@ -220,6 +220,21 @@ class Connection:
                     time.sleep(min(delay, max(deadline - now, 0.0)))
                     delay = min(delay * 2, 1.0)
 
+    def release_for_reuse(self) -> bool:
+        """Make the session fit for another run: True when it was never lost since ``lend``,
+        is alive and idle (no transaction open), and its advisory locks are now released."""
+        with self._lock:
+            raw = self._conn
+            if self.dropped or self._closed or raw is None or raw.closed or \
+                    getattr(raw, "broken", False):
+                return False
+            from psycopg.pq import TransactionStatus
+
+            if raw.info.transaction_status != TransactionStatus.IDLE:
+                return False
+            raw.execute("SELECT pg_advisory_unlock_all()")
+            return True
+
     def close(self) -> None:
         """Close the connection (a session's advisory locks go with it)."""
         with self._lock:

@@ -57,16 +57,8 @@ def give_back(key: tuple[Any, ...], conn: Connection, extra: Any = None) -> bool
 
 def _sound(conn: Connection) -> bool:
     """The connection is the one lent (never lost), alive, idle, without advisory locks."""
-    raw = conn.raw
-    if conn.dropped or raw is None or raw.closed or getattr(raw, "broken", False):
-        return False
     try:
-        from psycopg.pq import TransactionStatus
-
-        if raw.info.transaction_status != TransactionStatus.IDLE:
-            return False
-        raw.execute("SELECT pg_advisory_unlock_all()")
+        return conn.release_for_reuse()
     except Exception as exc:  # noqa: BLE001 - any doubt: the connection is not kept
         log.debug("a state connection was not kept: %s", type(exc).__name__)
         return False
-    return True
