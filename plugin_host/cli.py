@@ -210,7 +210,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     """Each pipeline's last success, lag, current holder and last sync."""
     from .worker.status import print_status
 
-    return print_status(args.pipelines, discover(), as_json=args.json)
+    return print_status(args.pipelines, discover(), as_json=args.json,
+                        url_env=args.state_url_env or "")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -313,8 +314,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="validate every file, reach the database, make the tables, and exit")
     p = add("status", cmd_status,
             "each pipeline's last success, lag, current holder and last sync")
-    p.add_argument("pipelines", nargs="+", metavar="PIPELINE",
+    p.add_argument("pipelines", nargs="*", metavar="PIPELINE",
                    help="pipeline files with state: {url: ...}")
+    p.add_argument("--state-url-env", metavar="VARIABLE",
+                   help="also every pipeline in the state database whose URL is in the "
+                        "environment variable VARIABLE")
     p.add_argument("--json", action="store_true", help="print JSON, one object per pipeline")
     p = add("state", cmd_state, "show or reset a pipeline's saved state")
     p.add_argument("action", choices=["show", "reset"],

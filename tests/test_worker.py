@@ -187,6 +187,34 @@ def test_status_lists_last_success_lag_holder_and_last_error(
         local = write_pipeline(tmp_path, emu.url, name="local", file="local.yaml")
         one_error_line(cli("status", local, cwd=tmp_path, environ=environ), 2,
                        "status needs the state on PostgreSQL")
+        by_url = cli("status", "--state-url-env", URL_ENV, cwd=tmp_path, environ=environ)
+        assert by_url.code == 0, by_url.err
+        assert [line.split()[0] for line in by_url.out.splitlines()[1:]] == ["bad", "good"]
+        assert [line.split()[:2] for line in by_url.out.splitlines()[1:]] == \
+            [line.split()[:2] for line in shown.out.splitlines()[1:3]]  # the same successes
+        assert pg_db.password not in by_url.out + by_url.err
+        one_error_line(cli("status", cwd=tmp_path, environ=environ), 2,
+                       "status needs pipeline files, or --state-url-env VARIABLE")
+        one_error_line(cli("status", "--state-url-env", "NO_SUCH_VAR", cwd=tmp_path,
+                           environ=environ), 2, "the environment variable NO_SUCH_VAR is not set")
+
+
+def test_a_worker_without_procrastinate_installed_names_the_extra_and_exits_2(
+    tmp_path: Path, pg_db: Database
+) -> None:
+    """The base install (no `worker` extra) is told what to install, before anything is
+    made in the database."""
+    missing = tmp_path / "site" / "procrastinate"
+    missing.mkdir(parents=True)  # an install without procrastinate: importing it fails
+    (missing / "__init__.py").write_text("raise ImportError(\"No module named 'procrastinate'\")\n")
+    pipeline = worker_pipeline(tmp_path, "http://127.0.0.1:9", "a")
+    environ = worker_env(pg_db, PYTHONPATH=str(tmp_path / "site"))
+    for args in (("--check",), ()):
+        result = cli("worker", *args, pipeline, cwd=tmp_path, environ=environ)
+        one_error_line(result, 2, "plugin-host worker needs procrastinate",
+                       "pip install 'plugin-host[worker]'")
+    with pg_db.connect() as conn:
+        assert conn.execute("SELECT to_regclass('plugin_host_state')").fetchone()[0] is None
 
 
 @pytest.mark.slow
@@ -227,3 +255,57 @@ def test_two_workers_never_run_one_pipeline_at_once(tmp_path: Path, pg_db: Datab
     finally:
         for emu in emulators:
             emu.stop()
+
+
+def state_sessions(db: Database) -> dict[int, int]:
+    """plugin-host's sessions on the server now (the state's and the heartbeats'): each
+    backend's pid and the advisory locks it holds."""
+    with db.connect() as conn:
+        return {int(r[0]): int(r[1]) for r in conn.execute(
+            "SELECT a.pid, count(l.pid) FROM pg_stat_activity a LEFT JOIN pg_locks l "
+            "ON l.pid = a.pid AND l.locktype = 'advisory' AND l.granted "
+            "WHERE a.application_name = 'plugin-host' AND a.datname = current_database() "
+            "GROUP BY a.pid")}
+
+
+def test_a_worker_thread_reuses_its_state_connections_and_holds_no_lease_between_syncs(
+    tmp_path: Path, pg_db: Database
+) -> None:
+    """Syncs one after another on one thread go through the same backends (no connection
+    made per sync); between syncs those sessions hold no advisory lock, so a pipeline's
+    next runner sees no live holder."""
+    with PostmanEmulator(EmulatorConfig(events=100, days=30)) as emu:
+        often = worker_pipeline(tmp_path, emu.url, "often", every=1)
+        environ = worker_env(pg_db)
+        worker = start_worker([often], tmp_path, environ, "--concurrency", "1")
+        seen: set[int] = set()
+
+        def sampled() -> bool:
+            seen.update(state_sessions(pg_db))
+            return emu.request_count >= 10
+
+        wait_until(sampled, timeout=60, step=0.02)
+        worker.signal(signal.SIGTERM)
+        result = worker.wait(timeout=60)
+        assert result.code == 0, result.err[-3000:]
+        ok = [s for s in sync_lines(result.err) if s["outcome"] == "ok"]
+        assert len(ok) >= 6, ok
+        assert 1 <= len(seen) <= 2, f"{len(seen)} backends for {len(ok)} syncs"
+
+        idle = worker_pipeline(tmp_path, emu.url, "idle", every=600)
+        worker = start_worker([idle], tmp_path, environ, "--concurrency", "1")
+        try:
+            def synced() -> bool:
+                with pg_db.connect() as conn:
+                    row = conn.execute("SELECT outcome FROM plugin_host_syncs WHERE name = "
+                                       "'idle' AND finished_at IS NOT NULL").fetchone()
+                return row is not None and row[0] == "ok"
+
+            wait_until(synced, timeout=60)
+            sessions = state_sessions(pg_db)
+            assert sessions, "the worker kept no state connection"
+            assert sum(sessions.values()) == 0, f"advisory locks held between syncs: {sessions}"
+        finally:
+            worker.signal(signal.SIGTERM)
+            assert worker.wait(timeout=60).code == 0
+        check_delivery(read_lines(tmp_path / "idle.jsonl"), emu.events, complete=True)

@@ -146,6 +146,19 @@ class Connection:
         self._conn: Any = None
         self._lock = threading.RLock()
         self._closed = False
+        self.dropped = False  # set when a connection was lost (see ``lend``)
+
+    @property
+    def raw(self) -> Any:
+        """The driver's connection now (None before the first statement or after a loss)."""
+        return self._conn
+
+    def lend(self, on_reconnect: Callable[[Any], None] | None) -> None:
+        """Start a new use of a kept connection: ``on_reconnect`` is its new user's, and
+        ``dropped`` tells from now on whether the connection was lost meanwhile."""
+        with self._lock:
+            self._on_reconnect = on_reconnect
+            self.dropped = False
 
     def _open(self) -> Any:
         psycopg = driver()
@@ -178,6 +191,7 @@ class Connection:
                 reconnected = False
                 try:
                     if self._conn is None or self._conn.closed:
+                        self.dropped = self.dropped or self._conn is not None
                         self._conn = self._open()
                         reconnected = deadline is not None
                         if reconnected and self._on_reconnect is not None:
@@ -189,7 +203,7 @@ class Connection:
                 except psycopg.Error as exc:
                     conn, lost = self._conn, _lost(exc, self._conn)
                     if conn is not None and (conn.closed or getattr(conn, "broken", False)):
-                        self._conn = None
+                        self._conn, self.dropped = None, True
                     if not (retry and lost) or self._closed:
                         raise failure(exc, self.url, doing, **self._named) from None
                     now = time.monotonic()
@@ -205,6 +219,21 @@ class Connection:
                         raise failure(exc, self.url, doing, **self._named) from None
                     time.sleep(min(delay, max(deadline - now, 0.0)))
                     delay = min(delay * 2, 1.0)
+
+    def release_for_reuse(self) -> bool:
+        """Make the session fit for another run: True when it was never lost since ``lend``,
+        is alive and idle (no transaction open), and its advisory locks are now released."""
+        with self._lock:
+            raw = self._conn
+            if self.dropped or self._closed or raw is None or raw.closed or \
+                    getattr(raw, "broken", False):
+                return False
+            from psycopg.pq import TransactionStatus
+
+            if raw.info.transaction_status != TransactionStatus.IDLE:
+                return False
+            raw.execute("SELECT pg_advisory_unlock_all()")
+            return True
 
     def close(self) -> None:
         """Close the connection (a session's advisory locks go with it)."""

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._exceptions import Fenced, LocalStorageError
+from . import _pgpool
 from . import _pgsql as sql
 from ._pgconn import Connection
 
@@ -59,6 +60,8 @@ class PgLease:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._heartbeat_url = heartbeat_url
+        self._beat_conn: Connection | None = None
+        self._beat_kept = False  # the heartbeat's connection is kept by the run's thread
 
     # -- the fence -------------------------------------------------------------------------
 
@@ -117,13 +120,18 @@ class PgLease:
     def start_heartbeat(self) -> None:
         """Renew the lease (and the key leases) every ``ttl / 3`` on a connection of its
         own, until ``stop_heartbeat`` or until the lease is found lost."""
-        self._thread = threading.Thread(target=self._beat, name="plugin-host-heartbeat",
-                                        daemon=True)
+        kept = _pgpool.take(("heartbeat", self._heartbeat_url)) if _pgpool.kept() else None
+        self._beat_kept = _pgpool.kept()
+        if kept is not None:
+            kept[0].lend(None)
+        self._beat_conn = kept[0] if kept else Connection(self._heartbeat_url,
+                                                          reconnect_seconds=0)
+        self._thread = threading.Thread(target=self._beat, args=(self._beat_conn,),
+                                        name="plugin-host-heartbeat", daemon=True)
         self._thread.start()
 
-    def _beat(self) -> None:
+    def _beat(self, conn: Connection) -> None:
         interval = max(self._ttl / 3, 0.05)
-        conn = Connection(self._heartbeat_url, reconnect_seconds=0)
         failing = False
         try:
             while not self._stop.wait(interval) and not self.lost:
@@ -146,14 +154,23 @@ class PgLease:
                                     "again every %.1f s", self.name, exc, interval)
                     failing = True
         finally:
-            conn.close()
+            if not self._beat_kept:
+                conn.close()
 
     def stop_heartbeat(self) -> None:
-        """Stop renewing (the heartbeat thread ends within one statement)."""
+        """Stop renewing (the heartbeat thread ends within one statement); a connection the
+        run's thread keeps goes back to it, sound, for its next run."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+            ended = not self._thread.is_alive()
             self._thread = None
+            if self._beat_kept and self._beat_conn is not None:
+                if ended:
+                    _pgpool.give_back(("heartbeat", self._heartbeat_url), self._beat_conn)
+                else:  # still in a statement: it closes its connection as it ends
+                    self._beat_kept = False
+                self._beat_conn = None
 
     # -- the end ---------------------------------------------------------------------------
 

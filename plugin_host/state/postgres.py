@@ -27,8 +27,8 @@ from typing import Any
 
 from .._contract import SavedState
 from .._exceptions import LocalStorageError, PipelineBusy
+from . import _pgpool, _url
 from . import _pgsql as sql
-from . import _url
 from ._pgconn import Connection, driver
 from ._pglease import PgLease, holder_name
 
@@ -68,6 +68,15 @@ class PostgresStateStore:
         self.exists = False
         self._lease: PgLease | None = None
         ttl_ms = int(self.lease_seconds * 1000)
+        # a worker's sync thread keeps its connection (and the tables it checked) across syncs
+        self._kept_as = ("state", url, self.lease_seconds) if create and _pgpool.kept() \
+            else None
+        kept = _pgpool.take(self._kept_as) if self._kept_as else None
+        if kept is not None:
+            self._conn, self.id = kept
+            self._conn.lend(self._relock)
+            self.exists = True
+            return
         self._conn = Connection(
             url, reconnect_seconds=min(max(self.lease_seconds, 5.0), 60.0),
             session=(f"SET idle_in_transaction_session_timeout = {ttl_ms}",
@@ -309,8 +318,12 @@ class PostgresStateStore:
             return had
 
     def close(self) -> None:
-        """Close the connection (its advisory locks go with it)."""
-        self._conn.close()
+        """Close the connection (its advisory locks go with it); in a thread that keeps its
+        connections, keep it for the next sync once every advisory lock is released."""
+        if self._kept_as is not None:
+            _pgpool.give_back(self._kept_as, self._conn, self.id)
+        else:
+            self._conn.close()
 
     def __enter__(self) -> PostgresStateStore:
         return self

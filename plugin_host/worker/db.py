@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._exceptions import LocalStorageError
+from .._exceptions import ConfigError, LocalStorageError
 from ..state import _url
 from ..state.postgres import PostgresStateStore
 
-__all__ = ["CLAIM", "CLEAN", "FINISH", "REGISTER", "REQUEUE", "START", "ensure_schema"]
+__all__ = ["CLAIM", "CLEAN", "FINISH", "REGISTER", "REQUEUE", "START", "ensure_schema",
+           "require_procrastinate"]
 
 #: Taken (for the transaction) around the check and creation of procrastinate's tables, so
 #: that workers starting at once make them once.
@@ -58,17 +59,25 @@ DELETE FROM procrastinate_jobs j
                     WHERE e.job_id = j.id AND e.at > now() - make_interval(secs => %(age)s))"""
 
 
+def require_procrastinate() -> None:
+    """``ConfigError`` (exit 2) naming the extra to install when procrastinate is missing
+    (the base install has no worker): nothing is made in the database then."""
+    try:
+        import procrastinate  # noqa: F401
+    except ImportError:
+        raise ConfigError("plugin-host worker needs procrastinate, which this install lacks: "
+                          "pip install 'plugin-host[worker]'") from None
+
+
 def ensure_schema(url: str) -> list[str]:
     """Make plugin-host's tables (or bring them to this version) and procrastinate's (when
     missing), each once however many workers start at once; say what was done."""
     done: list[str] = []
+    require_procrastinate()
+    import procrastinate
+    import psycopg
+
     PostgresStateStore(url).close()
-    try:
-        import procrastinate
-        import psycopg
-    except ImportError as exc:  # the base install without the worker extra
-        raise LocalStorageError(f"plugin-host worker needs procrastinate ({exc}): "
-                                "pip install 'plugin-host[worker]'") from None
     try:
         with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn, \
                 conn.transaction():

@@ -29,6 +29,7 @@ from typing import Any
 
 from .._exceptions import ConfigError
 from ..state import _url
+from ..state._pgpool import keep_connections
 from . import db
 from .config import WorkerConfig
 from .sync import Outcome, Syncs, run_sync
@@ -68,7 +69,10 @@ class Worker:
         self.job_retention = job_retention
         self.syncs = Syncs()
         self.runner = f"pid {os.getpid()} on {socket.gethostname()}"
-        self.executor = ThreadPoolExecutor(concurrency, thread_name_prefix="plugin-host-sync")
+        # each sync thread keeps its state connections across syncs (a backend and a SCRAM
+        # exchange per thread, not per sync)
+        self.executor = ThreadPoolExecutor(concurrency, thread_name_prefix="plugin-host-sync",
+                                           initializer=keep_connections)
         self.connector = procrastinate.PsycopgConnector(
             conninfo=config.url, min_size=1, max_size=4 + min(concurrency, 4),
             kwargs={"connect_timeout": 10})

@@ -4,6 +4,7 @@ from the state database."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +15,7 @@ from .._registry import Registry
 from ..state import _url
 from ..state.postgres import PostgresStateStore
 
-__all__ = ["STATUS", "print_status", "status_rows"]
+__all__ = ["ALL_NAMES", "STATUS", "all_names", "print_status", "status_rows", "url_from_env"]
 
 STATUS = """
 SELECT n.name,
@@ -27,6 +28,10 @@ SELECT n.name,
   LEFT JOIN plugin_host_syncs y ON y.name = n.name
   LEFT JOIN plugin_host_state s ON s.name = n.name
  ORDER BY n.name"""
+
+#: Every pipeline name in the database (``plugin_host_syncs`` is made with the state's
+#: tables, at schema version 2).
+ALL_NAMES = "SELECT name FROM plugin_host_state UNION SELECT name FROM plugin_host_syncs"
 
 
 def status_rows(url: str, names: Sequence[str]) -> list[dict[str, Any]]:
@@ -56,9 +61,39 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def print_status(paths: Sequence[str], registry: Registry, *, as_json: bool) -> int:
-    """Print the status of the pipelines of ``paths`` (grouped by state database)."""
+def url_from_env(variable: str) -> str:
+    """The state database's URL from the environment variable ``variable`` (a URL holds a
+    password: never an argument, which any user of the machine may read); registered as a
+    secret. ``ConfigError`` naming the variable when it is unset or not a URL."""
+    url = os.environ.get(variable, "").strip()
+    if not url:
+        raise ConfigError(f"--state-url-env {variable}: the environment variable {variable} "
+                          "is not set (or is empty)")
+    _url.register(url)
+    problem = _url.problem(url)
+    if problem:
+        raise ConfigError(f"--state-url-env {variable}: {problem}")
+    return url
+
+
+def all_names(url: str) -> list[str]:
+    """Every pipeline the state database knows: with saved state, or synced by a worker."""
+    with PostgresStateStore(url, create=False) as store:
+        if not store.exists:
+            raise LocalStorageError(f"state database {_url.display(url)} has no plugin-host "
+                                    "tables yet (no run has saved state)")
+        return sorted(store._conn.run(lambda c: [r[0] for r in c.execute(ALL_NAMES)],
+                                      "reading the pipelines' names"))
+
+
+def print_status(paths: Sequence[str], registry: Registry, *, as_json: bool,
+                 url_env: str = "") -> int:
+    """Print the status of the pipelines of ``paths`` (grouped by state database), or of
+    every pipeline in the database whose URL is in the environment variable ``url_env``."""
     by_url: dict[str, list[str]] = {}
+    if url_env:
+        url = url_from_env(url_env)
+        by_url[url] = all_names(url)
     for path in paths:
         pipeline = load_pipeline(path, registry, resolve=False)
         if not pipeline.state_url:
@@ -66,6 +101,9 @@ def print_status(paths: Sequence[str], registry: Registry, *, as_json: bool) -> 
                               "(state: {url: ...}); `plugin-host state show` reads a SQLite "
                               "state")
         by_url.setdefault(pipeline.state_url, []).append(pipeline.name)
+    if not by_url:
+        raise ConfigError("status needs pipeline files, or --state-url-env VARIABLE naming "
+                          "the environment variable that holds the state database's URL")
     rows = [row for url, names in by_url.items() for row in status_rows(url, names)]
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
