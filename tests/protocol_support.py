@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -14,9 +13,10 @@ import sysconfig
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
+from helpers import clean_env, skip_or_fail
 from jsonschema import Draft202012Validator
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,12 +49,10 @@ class Done:
 
 
 def mode_env(key: str | None = None, **extra: str) -> dict[str, str]:
-    """The environment without plugin-host's switches, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLUGIN_HOST_")}
+    """The environment without plugin-host's switches, plus the key (if given) and ``extra``."""
     if key is not None:
-        env[KEY_ENV] = key
-    env.update(extra)
-    return env
+        extra = {KEY_ENV: key, **extra}
+    return clean_env(**extra)
 
 
 def run(argv: Iterable[str | Path], cwd: Path, env: Mapping[str, str] | None = None,
@@ -199,13 +197,6 @@ def singer_checked(done: Done, **kwargs: Any) -> SingerStream:
 # ------------------------------------------------------------------ the clients
 
 
-def cannot(reason: str) -> NoReturn:
-    """Skip where this machine cannot install a client; under CI (CI=true) fail instead."""
-    if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason}; CI=true, so this fails rather than skips", pytrace=False)
-    pytest.skip(reason)
-
-
 def client_venv(request: pytest.FixtureRequest, name: str, *requirements: str) -> Path:
     """A virtual environment holding ``requirements`` (pinned), made once: in pytest's cache
     folder when it has one (keyed by the pins, so later sessions reuse it), else in a folder
@@ -224,11 +215,11 @@ def client_venv(request: pytest.FixtureRequest, name: str, *requirements: str) -
     root.parent.mkdir(parents=True, exist_ok=True)
     made = run([sys.executable, "-m", "venv", "--clear", root], REPO, timeout=300)
     if made.code != 0:
-        cannot(f"cannot create a virtual environment for {name}: {made.err[-500:]}")
+        skip_or_fail(f"cannot create a virtual environment for {name}: {made.err[-500:]}")
     installed = run([bin_dir / "python", "-m", "pip", "install", "-q",
                      "--disable-pip-version-check", *requirements], REPO, timeout=1500)
     if installed.code != 0:
-        cannot(f"cannot install {' '.join(requirements)} from the package index: "
+        skip_or_fail(f"cannot install {' '.join(requirements)} from the package index: "
                f"{installed.err[-800:]}")
     done_marker.write_text("\n".join(requirements) + "\n")
     return bin_dir
